@@ -1,0 +1,320 @@
+/* userdb.c: local users and their passwords.
+ *
+ * Runs as root (it reads shadow or a root-only passwd-file).  Passwords
+ * are handled only in verify, and crypt's work area is wiped after use. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <crypt.h>
+#include <errno.h>
+#include <pwd.h>
+#include <shadow.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "log.h"
+#include "params.h"
+#include "userdb.h"
+#include "util.h"
+
+struct pf_entry {
+	char *name;
+	char *hash;
+	uid_t uid;
+	gid_t gid;
+	char *home;
+};
+
+static const struct config *db_cfg;
+static struct pf_entry *pf;
+static size_t npf;
+
+/* A valid hash of a random password, so that an unknown user costs the
+ * same hashing work as a known one.  Made once at start-up. */
+static char dummy_hash[CRYPT_OUTPUT_SIZE];
+
+static void
+pf_free(void)
+{
+	for (size_t i = 0; i < npf; i++) {
+		secure_wipe(pf[i].hash, strlen(pf[i].hash));
+		free(pf[i].name);
+		free(pf[i].hash);
+		free(pf[i].home);
+	}
+	free(pf);
+	pf = NULL;
+	npf = 0;
+}
+
+static int
+parse_id(const char *s, unsigned long *v)
+{
+	uint64_t x;
+
+	if (*s == '\0') {
+		*v = (unsigned long)-1;
+		return 0;
+	}
+	if (parse_uint(s, 0, 4294967294u, &x) < 0)
+		return -1;
+	*v = (unsigned long)x;
+	return 0;
+}
+
+static int
+valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > POPLAR_USER_MAX || s[0] == '.' || s[0] == '-')
+		return 0;
+	for (; *s; s++)
+		if (*s <= ' ' || *s >= 0x7f || *s == '/' || *s == ':')
+			return 0;
+	return 1;
+}
+
+static int
+pf_load(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	char line[USERDB_LINE_MAX + 2];
+	unsigned int lineno = 0;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: cannot read: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *fields[5], *p = line;
+		size_t len = strlen(line);
+		unsigned long uid, gid;
+		int nf = 0;
+
+		lineno++;
+		if (len > USERDB_LINE_MAX) {
+			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+			goto fail;
+		}
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		if (len == 0 || line[0] == '#')
+			continue;
+		fields[nf++] = p;
+		while ((p = strchr(p, ':')) != NULL && nf < 5) {
+			*p++ = '\0';
+			fields[nf++] = p;
+		}
+		if (nf != 5 || p != NULL) {
+			snprintf(err, errlen, "%s:%u: expected NAME:HASH:UID:GID:HOME",
+				 path, lineno);
+			goto fail;
+		}
+		if (!valid_name(fields[0])) {
+			snprintf(err, errlen, "%s:%u: invalid user name", path,
+				 lineno);
+			goto fail;
+		}
+		if (parse_id(fields[2], &uid) < 0 || parse_id(fields[3], &gid) < 0) {
+			snprintf(err, errlen, "%s:%u: invalid UID or GID", path,
+				 lineno);
+			goto fail;
+		}
+		if (fields[4][0] != '/') {
+			snprintf(err, errlen, "%s:%u: HOME must be an absolute path",
+				 path, lineno);
+			goto fail;
+		}
+		for (size_t i = 0; i < npf; i++)
+			if (strcmp(pf[i].name, fields[0]) == 0) {
+				snprintf(err, errlen, "%s:%u: duplicate user '%s'",
+					 path, lineno, fields[0]);
+				goto fail;
+			}
+		pf = xrealloc(pf, npf + 1, sizeof(*pf));
+		pf[npf].name = xstrdup(fields[0]);
+		pf[npf].hash = xstrdup(fields[1]);
+		pf[npf].uid = (uid_t)uid;
+		pf[npf].gid = (gid_t)gid;
+		pf[npf].home = xstrdup(fields[4]);
+		npf++;
+	}
+	secure_wipe(line, sizeof(line));
+	fclose(f);
+	return 0;
+fail:
+	secure_wipe(line, sizeof(line));
+	fclose(f);
+	pf_free();
+	return -1;
+}
+
+int
+userdb_init(const struct config *cfg, char *err, size_t errlen)
+{
+	struct crypt_data *cd;
+	unsigned char rnd[16];
+	char pw[33];
+	const char *setting;
+
+	db_cfg = cfg;
+	pf_free();
+	if (cfg->userdb_driver == USERDB_PASSWD_FILE &&
+	    pf_load(cfg->userdb_file, err, errlen) < 0)
+		return -1;
+
+	if (dummy_hash[0] == '\0') {
+		FILE *f = fopen("/dev/urandom", "re");
+
+		if (f == NULL || fread(rnd, 1, sizeof(rnd), f) != sizeof(rnd)) {
+			if (f)
+				fclose(f);
+			snprintf(err, errlen, "cannot read /dev/urandom");
+			return -1;
+		}
+		fclose(f);
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
+		cd = xcalloc(1, sizeof(*cd));
+		setting = crypt_gensalt_rn("$6$", 0, NULL, 0, cd->setting,
+					   sizeof(cd->setting));
+		if (setting != NULL) {
+			const char *h = crypt_r(pw, setting, cd);
+
+			if (h != NULL && h[0] != '*')
+				strlcpy_p(dummy_hash, h, sizeof(dummy_hash));
+		}
+		secure_wipe(cd, sizeof(*cd));
+		free(cd);
+		secure_wipe(pw, sizeof(pw));
+	}
+	return 0;
+}
+
+int
+userdb_lookup(const char *name, struct userdb_user *user_r,
+	      const char **error_r)
+{
+	*error_r = NULL;
+	if (!valid_name(name))
+		return 0;
+	memset(user_r, 0, sizeof(*user_r));
+	if (db_cfg != NULL && db_cfg->userdb_driver == USERDB_PASSWD_FILE) {
+		for (size_t i = 0; i < npf; i++) {
+			if (strcmp(pf[i].name, name) != 0)
+				continue;
+			strlcpy_p(user_r->name, pf[i].name, sizeof(user_r->name));
+			user_r->uid = pf[i].uid;
+			user_r->gid = pf[i].gid;
+			strlcpy_p(user_r->home, pf[i].home, sizeof(user_r->home));
+			return 1;
+		}
+		return 0;
+	} else {
+		struct passwd pwbuf, *pw = NULL;
+		char buf[8192];
+		int r = getpwnam_r(name, &pwbuf, buf, sizeof(buf), &pw);
+
+		if (r != 0 && r != ENOENT && r != ESRCH) {
+			*error_r = "getpwnam_r failed";
+			return -1;
+		}
+		if (pw == NULL)
+			return 0;
+		strlcpy_p(user_r->name, pw->pw_name, sizeof(user_r->name));
+		user_r->uid = pw->pw_uid;
+		user_r->gid = pw->pw_gid;
+		strlcpy_p(user_r->home, pw->pw_dir, sizeof(user_r->home));
+		return 1;
+	}
+}
+
+int
+userdb_crypt_check(const char *password, const char *hash)
+{
+	struct crypt_data *cd;
+	const char *h;
+	int r;
+
+	if (hash == NULL || hash[0] == '\0' || hash[0] == '*' || hash[0] == '!')
+		return -1;
+	cd = calloc(1, sizeof(*cd));
+	if (cd == NULL)
+		return -1;
+	h = crypt_r(password, hash, cd);
+	if (h == NULL || h[0] == '*' || strlen(h) != strlen(hash))
+		r = -1;
+	else
+		r = secure_compare(h, hash, strlen(hash)) == 0;
+	secure_wipe(cd, sizeof(*cd));
+	free(cd);
+	return r;
+}
+
+/* The hash for name from the system shadow (or passwd), copied into out.
+ * 1 found, 0 not. */
+static int
+system_hash(const char *name, char *out, size_t size)
+{
+	struct spwd spbuf, *sp = NULL;
+	struct passwd pwbuf, *pw = NULL;
+	char buf[8192];
+	int found = 0;
+
+	if (getspnam_r(name, &spbuf, buf, sizeof(buf), &sp) == 0 && sp != NULL) {
+		strlcpy_p(out, sp->sp_pwdp, size);
+		found = 1;
+	} else if (getpwnam_r(name, &pwbuf, buf, sizeof(buf), &pw) == 0 &&
+		   pw != NULL) {
+		strlcpy_p(out, pw->pw_passwd, size);
+		found = 1;
+	}
+	secure_wipe(buf, sizeof(buf));
+	return found;
+}
+
+enum poplar_verify
+userdb_verify_password(const char *name, const char *password,
+		       const char **reason_r)
+{
+	char hash[512];
+	int known = 0, r;
+
+	*reason_r = NULL;
+	hash[0] = '\0';
+	if (valid_name(name)) {
+		if (db_cfg != NULL && db_cfg->userdb_driver == USERDB_PASSWD_FILE) {
+			for (size_t i = 0; i < npf; i++)
+				if (strcmp(pf[i].name, name) == 0) {
+					strlcpy_p(hash, pf[i].hash, sizeof(hash));
+					known = 1;
+					break;
+				}
+		} else {
+			known = system_hash(name, hash, sizeof(hash));
+		}
+	}
+	if (!known) {
+		/* Same work as for a real user. */
+		if (dummy_hash[0] != '\0')
+			(void)userdb_crypt_check(password, dummy_hash);
+		*reason_r = "unknown user";
+		return POPLAR_VERIFY_FAIL;
+	}
+	r = userdb_crypt_check(password, hash);
+	secure_wipe(hash, sizeof(hash));
+	if (r < 0) {
+		if (dummy_hash[0] != '\0')
+			(void)userdb_crypt_check(password, dummy_hash);
+		*reason_r = "account has no usable password hash";
+		return POPLAR_VERIFY_FAIL;
+	}
+	if (r == 0) {
+		*reason_r = "wrong password";
+		return POPLAR_VERIFY_FAIL;
+	}
+	return POPLAR_VERIFY_OK;
+}

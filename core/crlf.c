@@ -1,0 +1,130 @@
+/* crlf.c: CRLF conversion, byte-stuffing and sizes of messages (RFC 1939
+ * section 3 and the RETR/TOP rules).  See crlf.h for the definition. */
+#include <string.h>
+#include "crlf.h"
+
+void
+crlf_count_init(struct crlf_count *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->last_lf = true;
+	c->empty = true;
+}
+
+void
+crlf_count_feed(struct crlf_count *c, const void *buf, size_t len)
+{
+	const unsigned char *p = buf, *end = p + len;
+
+	if (len == 0)
+		return;
+	c->size += len;
+	c->empty = false;
+	/* Count LFs not preceded by CR; memchr keeps this fast on big
+	 * messages. */
+	while (p < end) {
+		const unsigned char *lf = memchr(p, '\n', (size_t)(end - p));
+
+		if (lf == NULL)
+			break;
+		if (lf == buf ? !c->last_cr : lf[-1] != '\r')
+			c->size++;
+		p = lf + 1;
+	}
+	c->last_cr = end[-1] == '\r';
+	c->last_lf = end[-1] == '\n';
+}
+
+uint64_t
+crlf_count_finish(const struct crlf_count *c)
+{
+	if (c->empty || c->last_lf)
+		return c->size;
+	return c->size + 2;
+}
+
+void
+crlf_stuff_init(struct crlf_stuff *st, long body_lines)
+{
+	memset(st, 0, sizeof(*st));
+	st->at_line_start = true;
+	st->line_empty = true;
+	st->body_lines = body_lines;
+}
+
+/* A line ended: apply the TOP limit. */
+static void
+line_end(struct crlf_stuff *st)
+{
+	if (!st->in_body) {
+		if (st->line_empty) {
+			st->in_body = true;
+			if (st->body_lines == 0)
+				st->done = true;
+		}
+	} else if (st->body_lines > 0) {
+		if (--st->body_lines == 0)
+			st->done = true;
+	}
+	st->at_line_start = true;
+	st->line_empty = true;
+}
+
+size_t
+crlf_stuff_feed(struct crlf_stuff *st, const unsigned char *in, size_t len,
+		unsigned char *out)
+{
+	unsigned char *o = out;
+	size_t i = 0;
+
+	while (i < len && !st->done) {
+		unsigned char c = in[i];
+
+		if (st->at_line_start && c == '.')
+			*o++ = '.';
+		/* Copy a run of ordinary bytes up to the next LF at once. */
+		if (c != '\n') {
+			const unsigned char *lf = memchr(in + i, '\n', len - i);
+			size_t run = (lf != NULL ? (size_t)(lf - in) : len) - i;
+
+			memcpy(o, in + i, run);
+			o += run;
+			st->sent += run;
+			if (st->line_empty) {
+				for (size_t k = 0; k < run; k++)
+					if (in[i + k] != '\r') {
+						st->line_empty = false;
+						break;
+					}
+			}
+			st->last_cr = in[i + run - 1] == '\r';
+			st->at_line_start = false;
+			i += run;
+			continue;
+		}
+		if (!st->last_cr) {
+			*o++ = '\r';
+			st->sent++;
+		}
+		*o++ = '\n';
+		st->sent++;
+		st->last_cr = false;
+		i++;
+		line_end(st);
+	}
+	return (size_t)(o - out);
+}
+
+size_t
+crlf_stuff_finish(struct crlf_stuff *st, unsigned char *out)
+{
+	size_t n = 0;
+
+	if (!st->at_line_start && !st->done) {
+		out[n++] = '\r';
+		out[n++] = '\n';
+		st->sent += 2;
+	}
+	memcpy(out + n, ".\r\n", 3);
+	return n + 3;
+}

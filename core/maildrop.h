@@ -1,0 +1,92 @@
+/* maildrop.h: one interface over maildrop formats (Maildir now, mbox
+ * later), and the session lock that keeps one POP3 client per maildrop.
+ *
+ * Sizes are RFC 1939 sizes: the octets RETR sends before byte-stuffing,
+ * with CRLF line ends (see crlf.h for the exact transformation). */
+#ifndef POPLAR_MAILDROP_H
+#define POPLAR_MAILDROP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "params.h"
+
+struct maildrop_msg {
+	uint64_t size;                  /* CRLF octets, as sent */
+	uint64_t raw_size;              /* bytes stored */
+	off_t offset;                   /* where the message starts in fd */
+	char uidl[POP3_UIDL_MAX + 1];
+	bool deleted;                   /* marked by DELE, cleared by RSET */
+	char *name;                     /* driver's: Maildir "new/NAME" */
+};
+
+enum maildrop_error {
+	MAILDROP_OK = 0,
+	MAILDROP_ERR_TEMP,              /* -ERR [SYS/TEMP] */
+	MAILDROP_ERR_PERM,              /* -ERR [SYS/PERM] */
+	MAILDROP_ERR_IN_USE             /* -ERR [IN-USE] */
+};
+
+struct maildrop_driver;
+
+struct maildrop {
+	const struct maildrop_driver *driver;
+	char *path;                     /* expanded location, no "maildir:" */
+	struct maildrop_msg *msgs;
+	size_t count;
+	uint64_t total_size;            /* of all messages (STAT before DELE) */
+	void *priv;                     /* driver's */
+};
+
+struct maildrop_driver {
+	const char *name;               /* "maildir" */
+	/* Path of the session lock file for the maildrop at path. */
+	int (*lock_path)(const char *path, char *out, size_t size);
+	/* Read the message list into md->msgs.  0, or -1 with *err_r and
+	 * *error_r (static or md-owned text for the log). */
+	int (*open)(struct maildrop *md, enum maildrop_error *err_r,
+		    const char **error_r);
+	/* Open message idx for reading: *fd_r, starting at
+	 * msgs[idx].offset for msgs[idx].raw_size bytes.  The caller closes
+	 * it with msg_close.  0 or -1. */
+	int (*msg_open)(struct maildrop *md, size_t idx, int *fd_r,
+			const char **error_r);
+	void (*msg_close)(struct maildrop *md, size_t idx, int fd);
+	/* Apply deletions (UPDATE state).  *deleted_r counts the messages
+	 * really removed.  A message that vanished meanwhile is not an
+	 * error.  0 or -1. */
+	int (*commit)(struct maildrop *md, unsigned int *deleted_r,
+		      enum maildrop_error *err_r, const char **error_r);
+	void (*close)(struct maildrop *md);
+};
+
+extern const struct maildrop_driver maildrop_maildir;
+
+/* Expand a location ("maildir:%h/Maildir") for a user: %u user name,
+ * %h home, %% percent.  Returns the driver, writes the path into out, or
+ * returns NULL with *error_r. */
+const struct maildrop_driver *maildrop_expand(const char *location,
+					      const char *user,
+					      const char *home, char *out,
+					      size_t size,
+					      const char **error_r);
+
+/* Check a location's syntax without a user (config validation). */
+int maildrop_location_valid(const char *location, const char **error_r);
+
+/* Open: take the driver's data.  Returns NULL with *err_r, *error_r. */
+struct maildrop *maildrop_open(const struct maildrop_driver *drv,
+			       const char *path, enum maildrop_error *err_r,
+			       const char **error_r);
+void maildrop_close(struct maildrop **md);
+
+/* Session lock: an fcntl write lock on a separate lock file, held for the
+ * whole session, released by the kernel when the process dies (also on
+ * NFS with lockd).  The lock file is created mode 0600 if missing. */
+struct session_lock;
+/* 1 locked, 0 held by another session, -1 error (*error_r). */
+int session_lock_try(const char *path, struct session_lock **lock_r,
+		     const char **error_r);
+void session_lock_release(struct session_lock **lock);
+
+#endif

@@ -1,0 +1,60 @@
+/* privdrop.c: giving up root for good after authentication.
+ *
+ * Runs as root.  Order matters: supplementary groups first (they need
+ * root), then the gid, then the uid; afterwards regaining uid 0 must fail. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <grp.h>
+#include <unistd.h>
+#include "privdrop.h"
+
+int
+privdrop_to_user(const char *name, uid_t uid, gid_t gid, const char **error_r)
+{
+	uid_t ruid, euid, suid;
+	gid_t rgid, egid, sgid;
+
+	*error_r = NULL;
+	if (geteuid() != 0) {
+		/* Not root: we can only act as ourselves. */
+		if (uid != (uid_t)-1 && uid != geteuid()) {
+			*error_r = "user's uid differs from the uid poplard runs as";
+			return -1;
+		}
+		return 0;
+	}
+	if (uid == (uid_t)-1 || gid == (gid_t)-1) {
+		*error_r = "user has no uid/gid (set them in the userdb or "
+			   "default_uid/default_gid)";
+		return -1;
+	}
+	if (uid == 0) {
+		*error_r = "refusing to serve a maildrop as root";
+		return -1;
+	}
+	if (initgroups(name, gid) < 0 && setgroups(1, &gid) < 0) {
+		*error_r = "setgroups failed";
+		return -1;
+	}
+	if (setresgid(gid, gid, gid) < 0) {
+		*error_r = "setresgid failed";
+		return -1;
+	}
+	if (setresuid(uid, uid, uid) < 0) {
+		*error_r = "setresuid failed";
+		return -1;
+	}
+	if (getresuid(&ruid, &euid, &suid) < 0 || ruid != uid || euid != uid ||
+	    suid != uid || getresgid(&rgid, &egid, &sgid) < 0 || rgid != gid ||
+	    egid != gid || sgid != gid) {
+		*error_r = "privileges not dropped as expected";
+		return -1;
+	}
+	if (setuid(0) == 0 || seteuid(0) == 0) {
+		*error_r = "root could be regained after dropping privileges";
+		return -1;
+	}
+	return 0;
+}
