@@ -35,9 +35,15 @@ struct maildrop {
 	struct maildrop_msg *msgs;
 	size_t count;
 	uint64_t total_size;            /* of all messages (STAT before DELE) */
+	unsigned int flags;             /* MAILDROP_* options */
 	void *priv;                     /* driver's */
 };
 
+/* Error texts returned through error_r are static (valid until the next
+ * call into the same driver), so they outlive a maildrop that failed to
+ * open.  msg_open and commit may update msgs[i].name when another client
+ * moved a message (new/ to cur/, flag changes); msg_open fails when the
+ * message's size no longer matches raw_size. */
 struct maildrop_driver {
 	const char *name;               /* "maildir" */
 	/* Path of the session lock file for the maildrop at path. */
@@ -74,15 +80,21 @@ const struct maildrop_driver *maildrop_expand(const char *location,
 /* Check a location's syntax without a user (config validation). */
 int maildrop_location_valid(const char *location, const char **error_r);
 
+/* Do not read or write a size cache/index ([maildrop] size_cache = no). */
+#define MAILDROP_NO_CACHE 0x1u
+
 /* Open: take the driver's data.  Returns NULL with *err_r, *error_r. */
 struct maildrop *maildrop_open(const struct maildrop_driver *drv,
-			       const char *path, enum maildrop_error *err_r,
+			       const char *path, unsigned int flags,
+			       enum maildrop_error *err_r,
 			       const char **error_r);
 void maildrop_close(struct maildrop **md);
 
 /* Session lock: an fcntl write lock on a separate lock file, held for the
  * whole session, released by the kernel when the process dies (also on
- * NFS with lockd).  The lock file is created mode 0600 if missing. */
+ * NFS with lockd).  The lock file is created mode 0600 if missing.  fcntl
+ * locks belong to the process: closing any other descriptor of the lock
+ * file in this process drops the lock, so nothing else may open it. */
 struct session_lock;
 /* 1 locked, 0 held by another session, -1 error (*error_r). */
 int session_lock_try(const char *path, struct session_lock **lock_r,

@@ -229,7 +229,9 @@ session_login(struct poplar_session *s, const char *user, const char *method,
 		return login_abort(s, "[SYS/PERM]", "maildrop not owned by user",
 				   "maildrop owner mismatch");
 
-	s->md = maildrop_open(drv, path, &err, &error);
+	s->md = maildrop_open(drv, path,
+			      strcmp(s->cfg->maildrop_cache, "no") == 0
+			      ? MAILDROP_NO_CACHE : 0, &err, &error);
 	if (s->md == NULL)
 		return login_abort(s, err == MAILDROP_ERR_PERM ? "[SYS/PERM]"
 				   : "[SYS/TEMP]", "cannot open maildrop",

@@ -1,0 +1,1168 @@
+/* maildir.c: the Maildir driver: listing new/ and cur/, UIDLs, RFC 1939
+ * sizes with an on-disk size cache, message access and deletion.
+ *
+ * Messages are served from new/ and cur/ alike and are never moved: a
+ * POP3 client has no use for the "seen" distinction, and leaving files in
+ * place keeps IMAP servers sharing the Maildir undisturbed.  Other
+ * programs may still move a file from new/ to cur/ or change its flags
+ * while a session runs, so every access falls back to looking up the
+ * same base name in cur/. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include "crlf.h"
+#include "log.h"
+#include "maildrop.h"
+#include "util.h"
+
+/* The size cache: one file per Maildir.  First line the version, then
+ * one line per message "RAW_SIZE MTIME CRLF_SIZE BASENAME", then
+ * "checksum HEX" where HEX is FNV-1a 64 of every byte before that line.
+ * The base name comes last so it may hold spaces; names with a newline
+ * are simply not cached. */
+#define CACHE_NAME "poplar-sizes"
+#define CACHE_VERSION_LINE "poplar-sizes 1\n"
+#define CACHE_CHECKSUM_PREFIX "checksum "
+/* A cache is rebuilt when larger than this: it holds ~80 bytes per
+ * message, so this covers ~800000 messages while keeping a hostile or
+ * broken file from eating memory. */
+#define CACHE_FILE_MAX (64 * 1024 * 1024)
+/* NAME_MAX (255) for the base name plus three 20-digit numbers. */
+#define CACHE_LINE_MAX 512
+
+#define LOCK_NAME "poplar-session.lock"
+/* Maildir's info separator: "BASE:2,FLAGS". */
+#define INFO_SEP ':'
+#define UIDL_DIGEST_HEX 40
+#define READ_CHUNK (64 * 1024)
+
+/* Error texts handed back through error_r.  A session is one process
+ * without threads, so a static buffer suffices; the text stays valid
+ * until the next call into this driver, which lets maildrop_open free md
+ * on failure and still return the text. */
+static char maildir_errbuf[512];
+
+static const char *maildir_err(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static const char *
+maildir_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(maildir_errbuf, sizeof(maildir_errbuf), fmt, ap);
+	va_end(ap);
+	return maildir_errbuf;
+}
+
+/* A path, made safe for the log. */
+static const char *
+logpath(char *buf, size_t size, const char *path)
+{
+	return log_value(buf, size, path);
+}
+
+/* One message found while listing. */
+struct entry {
+	char *name;             /* "new/FILE" or "cur/FILE"; owns base too */
+	const char *base;       /* FILE up to the info separator */
+	uint64_t raw_size;
+	int64_t mtime;
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;
+	bool dup;               /* base name seen on another file too */
+	bool dropped;
+};
+
+struct entry_list {
+	struct entry *v;
+	size_t count, alloc;
+};
+
+/* An entry of the size cache: base points into the cache buffer. */
+struct cache_ent {
+	const char *base;
+	uint64_t raw_size;
+	int64_t mtime;
+	uint64_t size;
+	bool used;
+};
+
+struct cache {
+	char *buf;
+	struct cache_ent *ents;
+	size_t count;
+	bool invalid;           /* a file exists but was not usable */
+};
+
+static int
+join(char *out, size_t size, const char *a, const char *b)
+{
+	int n = snprintf(out, size, "%s/%s", a, b);
+
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* Build "SUB/FILE\0BASE\0" in one allocation. */
+static char *
+entry_name(const char *sub, const char *file, const char **base_r)
+{
+	size_t sublen = strlen(sub), flen = strlen(file), blen;
+	const char *sep = strchr(file, INFO_SEP);
+	char *name;
+
+	blen = sep != NULL ? (size_t)(sep - file) : flen;
+	name = malloc(sublen + 1 + flen + 1 + blen + 1);
+	if (name == NULL)
+		return NULL;
+	memcpy(name, sub, sublen);
+	name[sublen] = '/';
+	memcpy(name + sublen + 1, file, flen + 1);
+	*base_r = name + sublen + 1 + flen + 1;
+	memcpy(name + sublen + 1 + flen + 1, file, blen);
+	name[sublen + 1 + flen + 1 + blen] = '\0';
+	return name;
+}
+
+/* The base name of a relative message name "SUB/FILE[:INFO]", copied. */
+static int
+name_base(const char *name, char *out, size_t size)
+{
+	const char *file = strchr(name, '/'), *sep;
+	size_t len;
+
+	file = file != NULL ? file + 1 : name;
+	sep = strchr(file, INFO_SEP);
+	len = sep != NULL ? (size_t)(sep - file) : strlen(file);
+	if (len >= size)
+		return -1;
+	memcpy(out, file, len);
+	out[len] = '\0';
+	return 0;
+}
+
+/* Another program may have moved the message to cur/ or changed its
+ * flags.  Look for the same base name in cur/.  1 with *name_r (malloc'd
+ * "cur/FILE"), 0 when gone, -1 on error (errno set). */
+static int
+find_moved(const char *mdpath, const char *base, char **name_r)
+{
+	char dirpath[PATH_MAX];
+	size_t blen = strlen(base);
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	*name_r = NULL;
+	if (blen == 0 || join(dirpath, sizeof(dirpath), mdpath, "cur") < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	d = opendir(dirpath);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -1;
+	for (;;) {
+		errno = 0;
+		de = readdir(d);
+		if (de == NULL) {
+			if (errno != 0)
+				ret = -1;
+			break;
+		}
+		if (strncmp(de->d_name, base, blen) != 0 ||
+		    (de->d_name[blen] != '\0' && de->d_name[blen] != INFO_SEP))
+			continue;
+		if (asprintf(name_r, "cur/%s", de->d_name) < 0) {
+			*name_r = NULL;
+			errno = ENOMEM;
+			ret = -1;
+		} else {
+			ret = 1;
+		}
+		break;
+	}
+	closedir(d);
+	return ret;
+}
+
+/* ---- listing ------------------------------------------------------------ */
+
+static void
+entries_free(struct entry_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->count; i++)
+		free(l->v[i].name);
+	free(l->v);
+	l->v = NULL;
+	l->count = l->alloc = 0;
+}
+
+/* Add the regular files of mdpath/sub.  A missing directory is empty. */
+static int
+scan_dir(const char *mdpath, const char *sub, struct entry_list *l,
+	 enum maildrop_error *err_r, const char **error_r)
+{
+	char path[PATH_MAX], lp[PATH_MAX + 16];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int fd, ret = -1;
+
+	if (join(path, sizeof(path), mdpath, sub) < 0) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = "Maildir path is too long";
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return 0;
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = maildir_err("cannot read %s: %s",
+				       logpath(lp, sizeof(lp), path),
+				       strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	for (;;) {
+		struct entry *e;
+
+		errno = 0;
+		de = readdir(d);
+		if (de == NULL) {
+			if (errno != 0) {
+				*err_r = MAILDROP_ERR_TEMP;
+				*error_r = maildir_err("cannot read %s: %s",
+					logpath(lp, sizeof(lp), path),
+					strerror(errno));
+				goto cleanup;
+			}
+			break;
+		}
+		/* Dotfiles are not messages ("." "..", editors' and
+		 * tools' files). */
+		if (de->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st,
+			    AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue;       /* moved or deleted meanwhile */
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = maildir_err("cannot stat a message in %s: "
+				"%s", logpath(lp, sizeof(lp), path),
+				strerror(errno));
+			goto cleanup;
+		}
+		if (!S_ISREG(st.st_mode))
+			continue;
+		if (l->count >= MAILDROP_MAX_MESSAGES) {
+			*err_r = MAILDROP_ERR_PERM;
+			*error_r = maildir_err("too many messages in %s (the "
+				"limit is %d)", logpath(lp, sizeof(lp), mdpath),
+				MAILDROP_MAX_MESSAGES);
+			goto cleanup;
+		}
+		if ((uint64_t)st.st_size > MAILDROP_MAX_MESSAGE_SIZE) {
+			char fp[NAME_MAX * 4 + 3];
+
+			*err_r = MAILDROP_ERR_PERM;
+			*error_r = maildir_err("message %s/%s is too large "
+				"(%" PRIu64 " bytes, the limit is %llu)",
+				sub, logpath(fp, sizeof(fp), de->d_name),
+				(uint64_t)st.st_size,
+				MAILDROP_MAX_MESSAGE_SIZE);
+			goto cleanup;
+		}
+		if (l->count == l->alloc) {
+			size_t n = l->alloc == 0 ? 64 : l->alloc * 2;
+			struct entry *v = reallocarray(l->v, n, sizeof(*v));
+
+			if (v == NULL)
+				goto nomem;
+			l->v = v;
+			l->alloc = n;
+		}
+		e = &l->v[l->count];
+		memset(e, 0, sizeof(*e));
+		e->name = entry_name(sub, de->d_name, &e->base);
+		if (e->name == NULL)
+			goto nomem;
+		e->raw_size = (uint64_t)st.st_size;
+		e->mtime = (int64_t)st.st_mtime;
+		e->dev = st.st_dev;
+		e->ino = st.st_ino;
+		l->count++;
+	}
+	ret = 0;
+	goto cleanup;
+nomem:
+	*err_r = MAILDROP_ERR_TEMP;
+	*error_r = "out of memory listing the Maildir";
+cleanup:
+	closedir(d);
+	return ret;
+}
+
+/* Delivery order: Maildir base names begin with the delivery time, and
+ * strverscmp orders "999.x" before "1000.x". */
+static int
+entry_cmp(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+	int c = strverscmp(x->base, y->base);
+
+	return c != 0 ? c : strcmp(x->name, y->name);
+}
+
+/* A message moved from new/ to cur/ during the scan shows up twice with
+ * the same inode: keep one.  Distinct files sharing a base name (a broken
+ * delivery) are all kept, and flagged so their UIDLs stay unique. */
+static void
+entries_dedup(struct entry_list *l)
+{
+	size_t i, j, run = 0;
+
+	for (i = 1; i < l->count; i++) {
+		if (strcmp(l->v[i].base, l->v[run].base) != 0) {
+			run = i;
+			continue;
+		}
+		for (j = run; j < i; j++) {
+			if (!l->v[j].dropped && l->v[j].dev == l->v[i].dev &&
+			    l->v[j].ino == l->v[i].ino) {
+				l->v[i].dropped = true;
+				break;
+			}
+		}
+		if (!l->v[i].dropped)
+			l->v[i].dup = true;
+	}
+}
+
+/* ---- UIDL ---------------------------------------------------------------- */
+
+static bool
+uidl_usable(const char *s)
+{
+	size_t len = strlen(s), i;
+
+	if (len == 0 || len > POP3_UIDL_MAX)
+		return false;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* The base name when it is a valid UIDL, else "H" and the first 40 hex
+ * digits of its SHA-256: stable, printable and short enough. */
+static int
+make_uidl(const char *key, bool force_digest, char out[POP3_UIDL_MAX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+
+	if (!force_digest && uidl_usable(key)) {
+		strcpy(out, key);
+		return 0;
+	}
+	if (EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL) != 1
+	    || mdlen * 2 < UIDL_DIGEST_HEX)
+		return -1;
+	out[0] = 'H';
+	for (i = 0; i < UIDL_DIGEST_HEX / 2; i++) {
+		out[1 + 2 * i] = hex[md[i] >> 4];
+		out[2 + 2 * i] = hex[md[i] & 0xf];
+	}
+	out[1 + UIDL_DIGEST_HEX] = '\0';
+	return 0;
+}
+
+/* ---- size cache ------------------------------------------------------------ */
+
+static uint64_t
+fnv1a64(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static int
+parse_int64(const char *s, int64_t *value_r)
+{
+	uint64_t v;
+
+	if (*s == '-') {
+		if (parse_uint(s + 1, 1, (uint64_t)INT64_MAX + 1, &v) < 0)
+			return -1;
+		*value_r = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN :
+			-(int64_t)v;
+		return 0;
+	}
+	if (parse_uint(s, 0, INT64_MAX, &v) < 0)
+		return -1;
+	*value_r = (int64_t)v;
+	return 0;
+}
+
+/* A CRLF size is the raw size plus at most one byte per bare LF plus a
+ * final CRLF when the last byte is not LF: between raw and 2 * raw + 1
+ * (0 for an empty message).  Anything else in the cache is not
+ * believed. */
+static bool
+size_plausible(uint64_t raw, uint64_t size)
+{
+	if (raw == 0)
+		return size == 0;
+	return size >= raw && size <= 2 * raw + 1;
+}
+
+static int
+cache_ent_cmp(const void *a, const void *b)
+{
+	const struct cache_ent *x = a, *y = b;
+
+	return strcmp(x->base, y->base);
+}
+
+/* Parse one line "RAW MTIME SIZE BASE" in place. */
+static int
+cache_parse_line(char *line, struct cache_ent *e)
+{
+	char *f[3], *p = line;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		char *sp = strchr(p, ' ');
+
+		if (sp == NULL)
+			return -1;
+		*sp = '\0';
+		f[i] = p;
+		p = sp + 1;
+	}
+	if (*p == '\0' || strchr(p, '/') != NULL ||
+	    strchr(p, INFO_SEP) != NULL)
+		return -1;
+	if (parse_uint(f[0], 0, MAILDROP_MAX_MESSAGE_SIZE, &e->raw_size) < 0 ||
+	    parse_int64(f[1], &e->mtime) < 0 ||
+	    parse_uint(f[2], 0, 2 * MAILDROP_MAX_MESSAGE_SIZE + 1,
+		       &e->size) < 0 ||
+	    !size_plausible(e->raw_size, e->size))
+		return -1;
+	e->base = p;
+	e->used = false;
+	return 0;
+}
+
+static void
+cache_free(struct cache *c)
+{
+	free(c->buf);
+	free(c->ents);
+	c->buf = NULL;
+	c->ents = NULL;
+	c->count = 0;
+}
+
+/* Check and parse buf[0..len), NUL-terminated at len. */
+static int
+cache_parse(struct cache *c, size_t len)
+{
+	char *buf = c->buf, *p, *end, *last, *nl;
+	size_t vlen = strlen(CACHE_VERSION_LINE), plen, lines = 0, n;
+	uint64_t sum;
+
+	if (len < vlen || buf[len - 1] != '\n' ||
+	    memcmp(buf, CACHE_VERSION_LINE, vlen) != 0 ||
+	    memchr(buf, '\0', len) != NULL)
+		return -1;
+	/* The checksum line is the last one. */
+	buf[len - 1] = '\0';
+	last = strrchr(buf, '\n');
+	buf[len - 1] = '\n';
+	if (last == NULL)
+		return -1;
+	last++;
+	plen = strlen(CACHE_CHECKSUM_PREFIX);
+	if ((size_t)(buf + len - last) != plen + 16 + 1 ||
+	    memcmp(last, CACHE_CHECKSUM_PREFIX, plen) != 0)
+		return -1;
+	sum = fnv1a64(buf, (size_t)(last - buf));
+	{
+		char want[17];
+
+		snprintf(want, sizeof(want), "%016" PRIx64, sum);
+		if (memcmp(last + plen, want, 16) != 0)
+			return -1;
+	}
+
+	end = last;
+	for (p = buf + vlen; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL || nl - p > CACHE_LINE_MAX)
+			return -1;
+		lines++;
+	}
+	if (lines > MAILDROP_MAX_MESSAGES)
+		return -1;
+	c->ents = calloc(lines == 0 ? 1 : lines, sizeof(*c->ents));
+	if (c->ents == NULL)
+		return -1;
+	n = 0;
+	for (p = buf + vlen; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		*nl = '\0';
+		if (cache_parse_line(p, &c->ents[n]) < 0)
+			return -1;
+		n++;
+	}
+	c->count = n;
+	qsort(c->ents, c->count, sizeof(*c->ents), cache_ent_cmp);
+	return 0;
+}
+
+/* Load the cache.  Anything unusable leaves it empty, flagged invalid so
+ * that it gets rewritten; never an error. */
+static void
+cache_load(const char *mdpath, struct cache *c)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	size_t len = 0;
+	ssize_t r;
+	int fd;
+
+	memset(c, 0, sizeof(*c));
+	if (join(path, sizeof(path), mdpath, CACHE_NAME) < 0)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			c->invalid = true;
+		return;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > CACHE_FILE_MAX)
+		goto invalid;
+	c->buf = malloc((size_t)st.st_size + 1);
+	if (c->buf == NULL)
+		goto invalid;
+	/* Read what fstat announced; a file that grows meanwhile is being
+	 * rewritten by another session and fails the checksum. */
+	while (len < (size_t)st.st_size) {
+		r = read(fd, c->buf + len, (size_t)st.st_size - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			goto invalid;
+		len += (size_t)r;
+	}
+	c->buf[len] = '\0';
+	if (cache_parse(c, len) < 0)
+		goto invalid;
+	close(fd);
+	return;
+invalid:
+	close(fd);
+	cache_free(c);
+	c->invalid = true;
+}
+
+static struct cache_ent *
+cache_find(struct cache *c, const char *base)
+{
+	struct cache_ent key = { .base = base };
+
+	if (c->count == 0)
+		return NULL;
+	return bsearch(&key, c->ents, c->count, sizeof(*c->ents),
+		       cache_ent_cmp);
+}
+
+static bool
+entry_cacheable(const struct entry *e)
+{
+	return !e->dropped && !e->dup && strchr(e->base, '\n') == NULL;
+}
+
+static int
+write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t r;
+
+	while (len > 0) {
+		r = write(fd, buf, len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		buf += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Append a line to the cache text being built, within CACHE_FILE_MAX. */
+static int
+cache_append(char **buf, size_t *len, size_t *alloc, const char *line,
+	     size_t n)
+{
+	char *nb;
+	size_t na;
+
+	if (*len + n > CACHE_FILE_MAX)
+		return -1;
+	if (*len + n > *alloc) {
+		for (na = *alloc == 0 ? 65536 : *alloc; na < *len + n; na *= 2)
+			;
+		nb = realloc(*buf, na);
+		if (nb == NULL)
+			return -1;
+		*buf = nb;
+		*alloc = na;
+	}
+	memcpy(*buf + *len, line, n);
+	*len += n;
+	return 0;
+}
+
+/* Rewrite the cache atomically.  Failure only costs speed next time, so
+ * it is logged and otherwise ignored.  No fsync: a cache torn by a crash
+ * fails its checksum and is rebuilt. */
+static void
+cache_write(const char *mdpath, const struct entry_list *l)
+{
+	char path[PATH_MAX], tmp[PATH_MAX], lp[PATH_MAX + 16];
+	char line[CACHE_LINE_MAX + 64];
+	char *buf = NULL;
+	size_t len = 0, alloc = 0, i;
+	const char *what;
+	int fd = -1, tries, w;
+
+	if (join(path, sizeof(path), mdpath, CACHE_NAME) < 0)
+		return;
+	w = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	if (w < 0 || (size_t)w >= sizeof(tmp))
+		return;
+	what = "too many messages to cache";
+	if (cache_append(&buf, &len, &alloc, CACHE_VERSION_LINE,
+			 strlen(CACHE_VERSION_LINE)) < 0)
+		goto fail;
+	for (i = 0; i < l->count; i++) {
+		const struct entry *e = &l->v[i];
+
+		if (!entry_cacheable(e))
+			continue;
+		w = snprintf(line, sizeof(line),
+			     "%" PRIu64 " %" PRId64 " %" PRIu64 " %s\n",
+			     e->raw_size, e->mtime, e->size, e->base);
+		/* The reader refuses longer lines; such a name is simply
+		 * counted again next time. */
+		if (w < 0 || (size_t)w > CACHE_LINE_MAX + 1)
+			continue;
+		if (cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
+			goto fail;
+	}
+	w = snprintf(line, sizeof(line), "%s%016" PRIx64 "\n",
+		     CACHE_CHECKSUM_PREFIX, fnv1a64(buf, len));
+	if (cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
+		goto fail;
+
+	/* A leftover from a dead process with the same pid is ours. */
+	for (tries = 0; tries < 2; tries++) {
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+			  O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+		(void)unlink(tmp);
+	}
+	if (fd < 0) {
+		what = strerror(errno);
+		goto fail;
+	}
+	if (write_all(fd, buf, len) < 0) {
+		what = strerror(errno);
+		close(fd);
+		goto fail_unlink;
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0) {
+		what = strerror(errno);
+		goto fail_unlink;
+	}
+	free(buf);
+	return;
+fail_unlink:
+	(void)unlink(tmp);
+fail:
+	log_msg(LOG_WARNING, "maildir: cannot write size cache %s: %s",
+		logpath(lp, sizeof(lp), path), what);
+	free(buf);
+}
+
+/* ---- sizes ------------------------------------------------------------------- */
+
+/* Count the CRLF size of e by reading it.  1 counted, 0 the message is
+ * gone (e->dropped set), -1 error. */
+static int
+count_size(const char *mdpath, struct entry *e, enum maildrop_error *err_r,
+	   const char **error_r)
+{
+	char path[PATH_MAX], lp[PATH_MAX + 16], *moved;
+	unsigned char *buf = NULL;
+	struct crlf_count cc;
+	struct stat st;
+	uint64_t left;
+	ssize_t r;
+	int fd = -1, ret = -1;
+
+	if (join(path, sizeof(path), mdpath, e->name) < 0) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = "Maildir path is too long";
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0 && errno == ENOENT) {
+		switch (find_moved(mdpath, e->base, &moved)) {
+		case 1:
+			/* The base name stays; only SUB/FILE changes. */
+			if (join(path, sizeof(path), mdpath, moved) < 0) {
+				free(moved);
+				errno = ENAMETOOLONG;
+				break;
+			}
+			{
+				const char *nb;
+				char *nn = entry_name("cur", moved + 4, &nb);
+
+				free(moved);
+				if (nn == NULL) {
+					errno = ENOMEM;
+					break;
+				}
+				free(e->name);
+				e->name = nn;
+				e->base = nb;
+			}
+			fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+				  O_NOCTTY);
+			if (fd < 0 && errno == ENOENT) {
+				e->dropped = true;
+				return 0;
+			}
+			break;
+		case 0:
+			e->dropped = true;
+			return 0;
+		default:
+			break;
+		}
+	}
+	if (fd < 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = maildir_err("cannot open %s: %s",
+				       logpath(lp, sizeof(lp), path),
+				       strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = maildir_err("%s is not a regular file",
+				       logpath(lp, sizeof(lp), path));
+		goto cleanup;
+	}
+	if ((uint64_t)st.st_size > MAILDROP_MAX_MESSAGE_SIZE) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = maildir_err("message %s is too large",
+				       logpath(lp, sizeof(lp), path));
+		goto cleanup;
+	}
+	e->raw_size = (uint64_t)st.st_size;
+	e->mtime = (int64_t)st.st_mtime;
+	buf = malloc(READ_CHUNK);
+	if (buf == NULL) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "out of memory reading a message";
+		goto cleanup;
+	}
+	crlf_count_init(&cc);
+	for (left = e->raw_size; left > 0; left -= (uint64_t)r) {
+		r = read(fd, buf, left < READ_CHUNK ? (size_t)left : READ_CHUNK);
+		if (r < 0 && errno == EINTR) {
+			r = 0;
+			continue;
+		}
+		if (r <= 0) {
+			/* Maildir messages never change; one that shrinks
+			 * while we read it is being damaged by someone. */
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = maildir_err("cannot read %s: %s",
+				logpath(lp, sizeof(lp), path),
+				r == 0 ? "file shrank while reading" :
+				strerror(errno));
+			goto cleanup;
+		}
+		crlf_count_feed(&cc, buf, (size_t)r);
+	}
+	e->size = crlf_count_finish(&cc);
+	ret = 1;
+cleanup:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+/* ---- driver ------------------------------------------------------------------ */
+
+static int
+maildir_open(struct maildrop *md, enum maildrop_error *err_r,
+	     const char **error_r)
+{
+	struct entry_list l = { NULL, 0, 0 };
+	struct cache c;
+	size_t i, n, used = 0;
+	bool changed;
+	int ret = -1;
+
+	*err_r = MAILDROP_OK;
+	*error_r = NULL;
+	md->msgs = NULL;
+	md->count = 0;
+	md->total_size = 0;
+	md->priv = NULL;
+	memset(&c, 0, sizeof(c));
+
+	if (scan_dir(md->path, "new", &l, err_r, error_r) < 0 ||
+	    scan_dir(md->path, "cur", &l, err_r, error_r) < 0)
+		goto cleanup;
+	qsort(l.v, l.count, sizeof(*l.v), entry_cmp);
+	entries_dedup(&l);
+
+	if ((md->flags & MAILDROP_NO_CACHE) == 0)
+		cache_load(md->path, &c);
+	changed = c.invalid;
+	for (i = 0; i < l.count; i++) {
+		struct entry *e = &l.v[i];
+		struct cache_ent *ce;
+
+		if (e->dropped)
+			continue;
+		ce = entry_cacheable(e) ? cache_find(&c, e->base) : NULL;
+		if (ce != NULL && ce->raw_size == e->raw_size &&
+		    ce->mtime == e->mtime) {
+			if (!ce->used)
+				used++;
+			ce->used = true;
+			e->size = ce->size;
+			continue;
+		}
+		if (count_size(md->path, e, err_r, error_r) < 0)
+			goto cleanup;
+		if (entry_cacheable(e))
+			changed = true;
+	}
+	/* Entries of deleted messages are pruned by rewriting. */
+	if (used != c.count)
+		changed = true;
+
+	n = 0;
+	for (i = 0; i < l.count; i++)
+		if (!l.v[i].dropped)
+			n++;
+	if (n > 0) {
+		md->msgs = calloc(n, sizeof(*md->msgs));
+		if (md->msgs == NULL) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = "out of memory listing the Maildir";
+			goto cleanup;
+		}
+	}
+	for (i = 0; i < l.count; i++) {
+		struct entry *e = &l.v[i];
+		struct maildrop_msg *m;
+
+		if (e->dropped)
+			continue;
+		m = &md->msgs[md->count];
+		/* A shared base name gets a digest of the whole name, so
+		 * UIDLs stay unique within the maildrop. */
+		if (make_uidl(e->dup ? e->name : e->base, e->dup,
+			      m->uidl) < 0) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = "cannot compute a UIDL digest";
+			goto cleanup;
+		}
+		m->size = e->size;
+		m->raw_size = e->raw_size;
+		m->offset = 0;
+		m->deleted = false;
+		m->name = e->name;      /* ownership moves to md */
+		e->name = NULL;
+		md->total_size += m->size;
+		md->count++;
+	}
+	if (changed && (md->flags & MAILDROP_NO_CACHE) == 0)
+		cache_write(md->path, &l);
+	ret = 0;
+cleanup:
+	if (ret < 0) {
+		for (i = 0; i < md->count; i++)
+			free(md->msgs[i].name);
+		free(md->msgs);
+		md->msgs = NULL;
+		md->count = 0;
+		md->total_size = 0;
+	}
+	entries_free(&l);
+	cache_free(&c);
+	return ret;
+}
+
+/* Also creates the Maildir (mode 0700, with new/ cur/ tmp/) when it is
+ * missing, so that the lock file has a place: mailboxes may be created
+ * lazily, on the first login. */
+static int
+maildir_lock_path(const char *path, char *out, size_t size)
+{
+	static const char *const subs[] = { "new", "cur", "tmp" };
+	char sub[PATH_MAX], lp[PATH_MAX + 16];
+	size_t i;
+	int n;
+
+	n = snprintf(out, size, "%s/%s", path, LOCK_NAME);
+	if (n < 0 || (size_t)n >= size)
+		return -1;
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		log_msg(LOG_ERR, "maildir: cannot create %s: %s",
+			logpath(lp, sizeof(lp), path), strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		if (join(sub, sizeof(sub), path, subs[i]) < 0)
+			return -1;
+		if (mkdir(sub, 0700) < 0 && errno != EEXIST) {
+			log_msg(LOG_ERR, "maildir: cannot create %s: %s",
+				logpath(lp, sizeof(lp), sub), strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Open the message's file, following a move to cur/ by another program
+ * (the new name replaces msgs[idx].name). */
+static int
+open_msg_file(struct maildrop *md, size_t idx, int *fd_r)
+{
+	char path[PATH_MAX], base[NAME_MAX + 1], *moved;
+	int fd, r;
+
+	if (join(path, sizeof(path), md->path, md->msgs[idx].name) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd >= 0 || errno != ENOENT) {
+		*fd_r = fd;
+		return fd < 0 ? -1 : 0;
+	}
+	if (name_base(md->msgs[idx].name, base, sizeof(base)) < 0) {
+		errno = ENOENT;
+		return -1;
+	}
+	r = find_moved(md->path, base, &moved);
+	if (r <= 0) {
+		if (r == 0)
+			errno = ENOENT;
+		return -1;
+	}
+	if (join(path, sizeof(path), md->path, moved) < 0) {
+		free(moved);
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	free(md->msgs[idx].name);
+	md->msgs[idx].name = moved;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	*fd_r = fd;
+	return fd < 0 ? -1 : 0;
+}
+
+static int
+maildir_msg_open(struct maildrop *md, size_t idx, int *fd_r,
+		 const char **error_r)
+{
+	char lp[NAME_MAX * 4 + 8];
+	struct stat st;
+	int fd = -1;
+
+	*fd_r = -1;
+	*error_r = NULL;
+	if (idx >= md->count) {
+		*error_r = "no such message";
+		return -1;
+	}
+	if (open_msg_file(md, idx, &fd) < 0) {
+		*error_r = maildir_err("cannot open message %s: %s",
+			logpath(lp, sizeof(lp), md->msgs[idx].name),
+			strerror(errno));
+		return -1;
+	}
+	/* The size we announced must be what we send. */
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != md->msgs[idx].raw_size) {
+		*error_r = maildir_err("message %s changed on disk",
+			logpath(lp, sizeof(lp), md->msgs[idx].name));
+		close(fd);
+		return -1;
+	}
+	*fd_r = fd;
+	return 0;
+}
+
+static void
+maildir_msg_close(struct maildrop *md, size_t idx, int fd)
+{
+	(void)md;
+	(void)idx;
+	if (fd >= 0)
+		close(fd);
+}
+
+/* 1 removed, 0 already gone, -1 error (errno set). */
+static int
+unlink_msg(struct maildrop *md, size_t idx)
+{
+	char path[PATH_MAX], base[NAME_MAX + 1], *moved;
+	int r;
+
+	if (join(path, sizeof(path), md->path, md->msgs[idx].name) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (unlink(path) == 0)
+		return 1;
+	if (errno != ENOENT)
+		return -1;
+	if (name_base(md->msgs[idx].name, base, sizeof(base)) < 0)
+		return 0;
+	r = find_moved(md->path, base, &moved);
+	if (r <= 0)
+		return r;
+	if (join(path, sizeof(path), md->path, moved) < 0) {
+		free(moved);
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	free(md->msgs[idx].name);
+	md->msgs[idx].name = moved;
+	if (unlink(path) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : -1;
+}
+
+static int
+fsync_dir(const char *mdpath, const char *sub)
+{
+	char path[PATH_MAX];
+	int fd, ret;
+
+	if (join(path, sizeof(path), mdpath, sub) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	ret = fsync(fd);
+	/* Some filesystems cannot fsync a directory; that is no failure of
+	 * the deletions themselves. */
+	if (ret < 0 && (errno == EINVAL || errno == EROFS))
+		ret = 0;
+	close(fd);
+	return ret;
+}
+
+static int
+maildir_commit(struct maildrop *md, unsigned int *deleted_r,
+	       enum maildrop_error *err_r, const char **error_r)
+{
+	char lp[NAME_MAX * 4 + 8];
+	unsigned int deleted = 0, failed = 0;
+	int first_errno = 0, r;
+	size_t i;
+
+	*deleted_r = 0;
+	*err_r = MAILDROP_OK;
+	*error_r = NULL;
+	for (i = 0; i < md->count; i++) {
+		if (!md->msgs[i].deleted)
+			continue;
+		r = unlink_msg(md, i);
+		if (r > 0) {
+			deleted++;
+		} else if (r < 0) {
+			if (failed++ == 0)
+				first_errno = errno;
+			log_msg(LOG_WARNING, "maildir: cannot delete %s: %s",
+				logpath(lp, sizeof(lp), md->msgs[i].name),
+				strerror(errno));
+		}
+	}
+	if (deleted > 0 &&
+	    (fsync_dir(md->path, "new") < 0 || fsync_dir(md->path, "cur") < 0)) {
+		if (failed++ == 0)
+			first_errno = errno;
+	}
+	*deleted_r = deleted;
+	if (failed > 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = maildir_err("%u of the deletions failed (first: %s)",
+				       failed, strerror(first_errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+maildir_close(struct maildrop *md)
+{
+	/* This driver keeps no private data today. */
+	free(md->priv);
+	md->priv = NULL;
+}
+
+const struct maildrop_driver maildrop_maildir = {
+	.name = "maildir",
+	.lock_path = maildir_lock_path,
+	.open = maildir_open,
+	.msg_open = maildir_msg_open,
+	.msg_close = maildir_msg_close,
+	.commit = maildir_commit,
+	.close = maildir_close,
+};
