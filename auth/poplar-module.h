@@ -130,6 +130,22 @@ struct poplar_host {
 	void (*wipe)(void *p, size_t len);
 };
 
+/* One login method a module offers, as --policy reports it. */
+struct poplar_method_policy {
+	const char *name;           /* "USER/PASS", "APOP", "SASL PLAIN" */
+	unsigned int flags;         /* POPLAR_POLICY_* */
+};
+/* A reusable secret is readable on the wire without TLS: offered only
+ * where plaintext_auth allows it. */
+#define POPLAR_POLICY_PLAINTEXT   0x1u
+/* A captured exchange cannot be replayed to log in again. */
+#define POPLAR_POLICY_REPLAY_SAFE 0x2u
+/* The server proves its identity to the client too. */
+#define POPLAR_POLICY_MUTUAL      0x4u
+/* Without TLS, a captured exchange allows an offline guessing attack
+ * on the secret (APOP's MD5, CRAM-MD5). */
+#define POPLAR_POLICY_GUESSABLE   0x8u
+
 /* An AUTHORIZATION-state command a module handles. */
 struct poplar_command {
 	const char *name;           /* upper case, e.g. "USER" */
@@ -188,8 +204,14 @@ struct poplar_module {
 	/* AUTHORIZATION-state commands, terminated by a NULL name. */
 	const struct poplar_command *commands;
 
+	/* Describe the login methods offered, for `poplard --policy` and the
+	 * warnings of -t: fill at most max entries, return the count.
+	 * Called after init.  Optional. */
+	size_t (*policy)(void *mod, struct poplar_method_policy *out,
+			 size_t max);
+
 	/* Reserved for later minor versions: must be NULL. */
-	void *reserved[8];
+	void *reserved[7];
 };
 
 #ifdef __cplusplus

@@ -438,24 +438,100 @@ server_set(struct parser *p, size_t k, char *v)
 
 /* ---- [listen NAME] ----------------------------------------------------- */
 
-enum { LK_ADDRESS, LK_TLS, LK_PROTOCOL, LK_AUTH, LK_PLAINTEXT_AUTH };
+enum { LK_ADDRESS, LK_TLS, LK_PROTOCOL, LK_AUTH, LK_PLAINTEXT_AUTH,
+       LK_TRUSTED_NETWORKS };
 static const char *const listen_keys[] = {
 	[LK_ADDRESS] = "address",
 	[LK_TLS] = "tls",
 	[LK_PROTOCOL] = "protocol",
 	[LK_AUTH] = "auth",
 	[LK_PLAINTEXT_AUTH] = "plaintext_auth",
+	[LK_TRUSTED_NETWORKS] = "trusted_networks",
 };
 
-/* TLS is not built in yet.  This is the one place that refuses a
- * listener asking for it. */
+/* "ADDR/PREFIX" or a bare address (a host). 0 or -1. */
 static int
-tls_mode_check(struct parser *p, enum tls_mode mode)
+parse_network(const char *text, struct network *n)
 {
-	if (mode == TLS_MODE_NONE)
-		return 0;
-	return fail(p, p->line, "tls = %s is not supported by this build yet",
-		    tls_mode_name(mode));
+	char buf[INET6_ADDRSTRLEN + 8];
+	char *slash;
+	uint64_t prefix;
+	unsigned int max;
+
+	if (strlen(text) >= sizeof(buf))
+		return -1;
+	strcpy(buf, text);
+	slash = strchr(buf, '/');
+	if (slash != NULL)
+		*slash++ = '\0';
+	memset(n, 0, sizeof(*n));
+	if (inet_pton(AF_INET, buf, n->addr) == 1) {
+		n->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, n->addr) == 1) {
+		n->family = AF_INET6;
+		max = 128;
+	} else {
+		return -1;
+	}
+	if (slash == NULL)
+		prefix = max;
+	else if (parse_uint(slash, 0, max, &prefix) < 0)
+		return -1;
+	n->prefix = (unsigned int)prefix;
+	/* No host bits beyond the prefix: "10.1.2.3/8" is a typo. */
+	for (unsigned int bit = n->prefix; bit < max; bit++)
+		if (n->addr[bit / 8] & (0x80u >> (bit % 8)))
+			return -1;
+	return 0;
+}
+
+bool
+network_match(const struct network *nets, size_t count, const char *addr)
+{
+	unsigned char a[16];
+	int family;
+
+	if (inet_pton(AF_INET, addr, a) == 1)
+		family = AF_INET;
+	else if (inet_pton(AF_INET6, addr, a) == 1)
+		family = AF_INET6;
+	else
+		return false;
+	for (size_t i = 0; i < count; i++) {
+		const struct network *n = &nets[i];
+		unsigned int full = n->prefix / 8, rest = n->prefix % 8;
+
+		if (n->family != family || memcmp(n->addr, a, full) != 0)
+			continue;
+		if (rest != 0 && ((n->addr[full] ^ a[full]) &
+				  (0xffu << (8 - rest)) & 0xffu) != 0)
+			continue;
+		return true;
+	}
+	return false;
+}
+
+static int
+listen_trusted_set(struct parser *p, struct listener_config *l, char *v)
+{
+	char *save = NULL;
+
+	for (char *w = strtok_r(v, " \t", &save); w != NULL;
+	     w = strtok_r(NULL, " \t", &save)) {
+		struct network n;
+
+		if (l->ntrusted >= CONFIG_MAX_ADDRESSES)
+			return fail(p, p->line, "too many trusted networks "
+				    "(at most %d)", CONFIG_MAX_ADDRESSES);
+		if (parse_network(w, &n) < 0)
+			return fail(p, p->line, "invalid network '%s' "
+				    "(expected ADDRESS/PREFIX, numeric)", w);
+		n.text = keep(p->cfg, w);
+		l->trusted = grow(l->trusted, l->ntrusted, sizeof(n));
+		l->trusted[l->ntrusted++] = n;
+	}
+	return 0;
 }
 
 static int
@@ -521,7 +597,8 @@ listen_set(struct parser *p, size_t k, char *v)
 		if (set_enum(p, v, tls_names, NELEM(tls_names), &e) < 0)
 			return -1;
 		l->tls = (enum tls_mode)e;
-		return tls_mode_check(p, l->tls);
+		l->tls_line = p->line;
+		return 0;
 	case LK_PROTOCOL:
 		if (set_enum(p, v, protocol_names, NELEM(protocol_names),
 			     &e) < 0)
@@ -536,6 +613,8 @@ listen_set(struct parser *p, size_t k, char *v)
 			return -1;
 		l->plaintext_auth = (enum plaintext_policy)e;
 		return 0;
+	case LK_TRUSTED_NETWORKS:
+		return listen_trusted_set(p, l, v);
 	}
 	return fail(p, p->line, "internal error: listen key %zu", k);
 }
@@ -574,6 +653,11 @@ tls_any(const struct config *cfg)
 static int
 tls_set(struct parser *p, size_t k, char *v)
 {
+	/* TLS 1.0 and 1.1 are deprecated (RFC 8996): not offered at all. */
+	if (strcmp(tls_keys[k], "min_version") == 0 &&
+	    strcmp(v, "TLSv1.2") != 0 && strcmp(v, "TLSv1.3") != 0)
+		return fail(p, p->line, "invalid min_version '%s': expected "
+			    "TLSv1.2 or TLSv1.3", v);
 	*(char **)((char *)p->cfg + tls_fields[k]) = keep(p->cfg, v);
 	return 0;
 }
@@ -950,6 +1034,11 @@ finish(struct parser *p)
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		const struct listener_config *l = &cfg->listeners[i];
 
+		if (l->tls != TLS_MODE_NONE &&
+		    (cfg->tls_certificate == NULL || cfg->tls_key == NULL))
+			return fail(p, l->tls_line, "listener '%s' has tls = %s "
+				    "but [tls] has no certificate and key",
+				    l->name, tls_mode_name(l->tls));
 		for (size_t j = 0; j < l->nauth; j++)
 			if (config_module(cfg, l->auth[j]) == NULL)
 				return fail(p, p->auth_line[i], "listener "
@@ -1099,6 +1188,12 @@ config_print(const struct config *cfg, FILE *out)
 		fprintf(out, "\n");
 		print_value(out, "plaintext_auth",
 			    plaintext_policy_name(l->plaintext_auth));
+		if (l->ntrusted > 0) {
+			fprintf(out, "trusted_networks =");
+			for (size_t j = 0; j < l->ntrusted; j++)
+				fprintf(out, " %s", l->trusted[j].text);
+			fprintf(out, "\n");
+		}
 	}
 
 	if (tls_any(cfg)) {
@@ -1159,6 +1254,7 @@ config_free(struct config **cfgp)
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		free(cfg->listeners[i].addresses);
 		free(cfg->listeners[i].auth);
+		free(cfg->listeners[i].trusted);
 	}
 	free(cfg->listeners);
 	for (size_t i = 0; i < cfg->nmodules; i++)

@@ -6,6 +6,7 @@
 #ifndef POPLAR_CONFIG_H
 #define POPLAR_CONFIG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include "log.h"
@@ -22,6 +23,14 @@ struct listen_address {
 	socklen_t sslen;
 };
 
+/* A network in CIDR form ("127.0.0.0/8", "::1/128"). */
+struct network {
+	int family;                     /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned int prefix;
+	char *text;
+};
+
 struct listener_config {
 	char *name;
 	const char *file;
@@ -33,7 +42,15 @@ struct listener_config {
 	char **auth;                    /* module names offered here */
 	size_t nauth;
 	enum plaintext_policy plaintext_auth;
+	/* Peers on these networks count as secure for plaintext_auth =
+	 * after-tls (e.g. loopback for a local webmail). */
+	struct network *trusted;
+	size_t ntrusted;
+	unsigned int tls_line;          /* of "tls =", for errors */
 };
+
+/* Is the peer address (text, as logged) inside one of the networks? */
+bool network_match(const struct network *nets, size_t n, const char *addr);
 
 struct module_config {
 	char *name;                     /* NAME of [module NAME] */

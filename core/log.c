@@ -11,6 +11,7 @@
 
 static enum log_target target = LOG_TARGET_STDERR;
 static int also_stderr;
+static int debug_on;
 static const char *log_ident = "poplard";
 
 void
@@ -27,6 +28,12 @@ log_open_facility(int facility)
 {
 	closelog();
 	openlog(log_ident, LOG_PID | LOG_NDELAY, facility);
+}
+
+void
+log_set_debug(int on)
+{
+	debug_on = on;
 }
 
 void
@@ -54,6 +61,8 @@ log_msg(int prio, const char *fmt, ...)
 	char line[2048];
 	va_list ap;
 
+	if (prio == LOG_DEBUG && !debug_on)
+		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);

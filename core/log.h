@@ -13,6 +13,8 @@ void log_open(enum log_target target, const char *ident);
 void log_also_stderr(int on);
 /* Reopen syslog with another facility (LOG_MAIL by default). */
 void log_open_facility(int facility);
+/* Log LOG_DEBUG lines too (off by default). */
+void log_set_debug(int on);
 /* prio is a syslog priority (LOG_ERR, LOG_WARNING, LOG_INFO, ...). */
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -18,6 +18,8 @@
 #include "log.h"
 #include "master.h"
 #include "session.h"
+#include "tls.h"
+#include "policy.h"
 #include "userdb.h"
 
 #ifndef POPLAR_SYSCONFDIR
@@ -32,14 +34,16 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: poplard [-c FILE] [-F] [-t] [-i LISTENER] [-V] "
-		"[--list-modules]\n"
+		"[--list-modules] [--policy]\n"
 		"  -c FILE          configuration file (default %s/poplar/poplar.conf)\n"
 		"  -F               stay in the foreground, log to stderr too\n"
 		"  -t               check the configuration and modules, print the\n"
 		"                   effective settings; exit 0 or 1\n"
 		"  -i LISTENER      serve one connection on stdin/stdout (inetd)\n"
 		"  -V               print the version\n"
-		"  --list-modules   list the modules in module_dir\n",
+		"  --list-modules   list the modules in module_dir\n"
+		"  --policy         per listener: each login method before and after\n"
+		"                   TLS, and what it exposes\n",
 		POPLAR_SYSCONFDIR);
 }
 
@@ -90,13 +94,14 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "list-modules", no_argument, NULL, 'L' },
+		{ "policy", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path = POPLAR_SYSCONFDIR "/poplar/poplar.conf";
 	const char *inetd_listener = NULL;
-	int foreground = 0, check = 0, list = 0, c, rc;
+	int foreground = 0, check = 0, list = 0, policy = 0, c, rc;
 	struct config *cfg;
 	char err[2048];
 
@@ -112,6 +117,7 @@ main(int argc, char **argv)
 			       POPLAR_MODULE_ABI_MINOR);
 			return 0;
 		case 'L': list = 1; break;
+		case 'P': policy = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -135,7 +141,7 @@ main(int argc, char **argv)
 	}
 
 	/* Logging: -t and errors before start-up go to stderr. */
-	if (check || cfg->log == LOG_TARGET_STDERR)
+	if (check || policy || cfg->log == LOG_TARGET_STDERR)
 		log_open(LOG_TARGET_STDERR, "poplard");
 	else {
 		log_open(LOG_TARGET_SYSLOG, "poplard");
@@ -144,6 +150,7 @@ main(int argc, char **argv)
 	}
 
 	if (userdb_init(cfg, err, sizeof(err)) < 0 ||
+	    tls_init(cfg, err, sizeof(err), check ? stderr : NULL) < 0 ||
 	    modules_load_all(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		if (!check && cfg->log == LOG_TARGET_SYSLOG)
@@ -153,7 +160,11 @@ main(int argc, char **argv)
 		return 1;
 	}
 
-	if (check) {
+	if (policy) {
+		policy_print(cfg, stdout);
+		rc = 0;
+	} else if (check) {
+		policy_warn(cfg, stderr);
 		fprintf(stderr, "%s: configuration OK, %zu module%s loaded\n",
 			path, modules_count(), modules_count() == 1 ? "" : "s");
 		config_print(cfg, stdout);
@@ -176,6 +187,7 @@ main(int argc, char **argv)
 		rc = master_run(cfg, foreground);
 	}
 	modules_unload_all();
+	tls_deinit();
 	config_free(&cfg);
 	return rc;
 }

@@ -80,6 +80,8 @@ pio_new_fd(int fd_in, int fd_out)
 void
 pio_set_transport(struct pio *p, const struct pio_ops *ops, void *ctx)
 {
+	if (p->ops->close != NULL)
+		p->ops->close(p->ctx);
 	p->ops = ops;
 	p->ctx = ctx;
 	pio_discard_input(p);

@@ -34,7 +34,8 @@ struct pio *pio_new_fd(int fd_in, int fd_out);
 /* Any transport; poll_fd is waited on for input and output. */
 struct pio *pio_new(const struct pio_ops *ops, void *ctx, int poll_fd_in,
 		    int poll_fd_out);
-/* Swap the transport (after STARTTLS); buffered input is discarded. */
+/* Swap the transport (after STARTTLS): the old one is closed (for fds:
+ * its state freed, the fds stay open); buffered input is discarded. */
 void pio_set_transport(struct pio *p, const struct pio_ops *ops, void *ctx);
 void pio_free(struct pio **p);
 

@@ -13,6 +13,7 @@
 #include "loader.h"
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 #include "util.h"
 
 const char *
@@ -44,24 +45,13 @@ session_reply(struct poplar_session *s, const char *fmt, ...)
 	va_end(ap);
 }
 
-struct poplar_session *
-session_new(const struct config *cfg, const struct listener_config *listener,
-	    struct pio *io, const char *peer, const char *peer_port)
+/* The listener's modules, in its order, with per-session state. */
+static void
+modules_start(struct poplar_session *s)
 {
-	struct poplar_session *s = xcalloc(1, sizeof(*s));
+	const struct listener_config *listener = s->listener;
 
-	s->cfg = cfg;
-	s->listener = listener;
-	s->io = io;
-	s->state = STATE_AUTHORIZATION;
-	s->start_ms = now_ms();
-	strlcpy_p(s->peer, peer != NULL ? peer : "local", sizeof(s->peer));
-	strlcpy_p(s->peer_port, peer_port != NULL ? peer_port : "",
-		  sizeof(s->peer_port));
-	s->end_reason = "eof";
-	pio_set_write_timeout(io, (int)cfg->idle_timeout * 1000);
-
-	/* The listener's modules, in its order, with per-session state. */
+	s->nmodules = 0;
 	for (size_t i = 0; i < listener->nauth &&
 	     s->nmodules < sizeof(s->modules) / sizeof(s->modules[0]); i++) {
 		struct loaded_module *m = module_find(listener->auth[i]);
@@ -79,6 +69,49 @@ session_new(const struct config *cfg, const struct listener_config *listener,
 		s->module_sess[s->nmodules] = ms;
 		s->nmodules++;
 	}
+}
+
+static void
+modules_end(struct poplar_session *s)
+{
+	for (size_t i = 0; i < s->nmodules; i++) {
+		const struct poplar_module *d = s->modules[i]->desc;
+
+		if (d->session_end != NULL)
+			d->session_end(s->modules[i]->mod, s->module_sess[i]);
+		s->module_sess[i] = NULL;
+	}
+	s->nmodules = 0;
+}
+
+void
+session_reset_modules(struct poplar_session *s)
+{
+	modules_end(s);
+	modules_start(s);
+}
+
+struct poplar_session *
+session_new(const struct config *cfg, const struct listener_config *listener,
+	    struct pio *io, const char *peer, const char *peer_port)
+{
+	struct poplar_session *s = xcalloc(1, sizeof(*s));
+
+	s->cfg = cfg;
+	s->listener = listener;
+	s->io = io;
+	s->state = STATE_AUTHORIZATION;
+	s->start_ms = now_ms();
+	strlcpy_p(s->peer, peer != NULL ? peer : "local", sizeof(s->peer));
+	strlcpy_p(s->peer_port, peer_port != NULL ? peer_port : "",
+		  sizeof(s->peer_port));
+	s->end_reason = "eof";
+	s->fd_in = s->fd_out = -1;
+	s->trusted = network_match(listener->trusted, listener->ntrusted,
+				   s->peer);
+	pio_set_write_timeout(io, (int)cfg->idle_timeout * 1000);
+
+	modules_start(s);
 	return s;
 }
 
@@ -89,12 +122,7 @@ session_free(struct poplar_session **sp)
 
 	if (s == NULL)
 		return;
-	for (size_t i = 0; i < s->nmodules; i++) {
-		const struct poplar_module *d = s->modules[i]->desc;
-
-		if (d->session_end != NULL)
-			d->session_end(s->modules[i]->mod, s->module_sess[i]);
-	}
+	modules_end(s);
 	maildrop_close(&s->md);
 	session_lock_release(&s->lock);
 	free(s);
@@ -109,14 +137,16 @@ log_session_end(struct poplar_session *s)
 
 	log_msg(LOG_INFO,
 		"session-end peer=%s listener=%s user=%s method=%s retr=%u "
-		"retr_bytes=%llu deleted=%u duration=%llu.%03llu reason=%s",
+		"retr_bytes=%llu deleted=%u duration=%llu.%03llu reason=%s "
+		"tls=%s cipher=%s",
 		log_value(peer, sizeof(peer), s->peer), s->listener->name,
 		log_value(user, sizeof(user), s->user[0] ? s->user : "-"),
 		log_value(method, sizeof(method),
 			  s->method[0] ? s->method : "-"),
 		s->retr_count, (unsigned long long)s->retr_bytes,
 		s->deleted_count, (unsigned long long)(ms / 1000),
-		(unsigned long long)(ms % 1000), s->end_reason);
+		(unsigned long long)(ms % 1000), s->end_reason,
+		tls_session_version(s), tls_session_cipher(s));
 }
 
 static void
@@ -161,12 +191,38 @@ run_connect_hooks(struct poplar_session *s)
 	return true;
 }
 
+int
+session_tls_timeout_ms(const struct poplar_session *s)
+{
+	/* A handshake is a few round trips: a minute at most, shorter if
+	 * the idle timeout is shorter. */
+	unsigned int sec = s->cfg->idle_timeout < 60 ? s->cfg->idle_timeout
+						     : 60;
+
+	return (int)sec * 1000;
+}
+
 void
 session_serve(struct poplar_session *s)
 {
 	char line[POP3_CMD_MAX + 1];
 	int timeout_ms = (int)s->cfg->idle_timeout * 1000;
 
+	if (s->listener->tls == TLS_MODE_IMPLICIT) {
+		const char *error;
+
+		if (tls_start(s, s->fd_in, s->fd_out,
+			      session_tls_timeout_ms(s), &error) < 0) {
+			char peer[80];
+
+			log_msg(LOG_NOTICE, "tls-fail peer=%s listener=%s "
+				"reason=\"%s\"", log_value(peer, sizeof(peer),
+							  s->peer),
+				s->listener->name, error);
+			s->end_reason = "tls-failed";
+			return;
+		}
+	}
 	if (!run_connect_hooks(s))
 		return;
 	send_greeting(s);
@@ -224,6 +280,8 @@ session_run(const struct config *cfg, const struct listener_config *listener,
 	struct poplar_session *s = session_new(cfg, listener, io, peer,
 					       peer_port);
 
+	s->fd_in = fd_in;
+	s->fd_out = fd_out;
 	session_serve(s);
 	log_session_end(s);
 	session_free(&s);

@@ -39,6 +39,8 @@ struct poplar_session {
 	enum session_state state;
 	unsigned int flags;
 
+	int fd_in, fd_out;              /* for TLS; -1 when unknown */
+	bool trusted;                   /* peer in trusted_networks */
 	char peer[64];                  /* "1.2.3.4" or "::1", or "local" */
 	char peer_port[8];
 	uint64_t start_ms;
@@ -99,6 +101,8 @@ void session_serve(struct poplar_session *s);
 /* Dispatch one command line; returns false when the session must end. */
 bool session_dispatch(struct poplar_session *s, char *line);
 
+/* How long a TLS handshake may take. */
+int session_tls_timeout_ms(const struct poplar_session *s);
 void session_enter_state(struct poplar_session *s, enum session_state st);
 const char *session_state_name(enum session_state st);
 /* Set the reply text printf-style. */
@@ -111,6 +115,7 @@ const struct command *command_find(const char *name);
 bool plaintext_allowed(const struct poplar_session *s);
 
 enum cmd_result cmd_capa(struct poplar_session *s, unsigned int argc, char **argv);
+enum cmd_result cmd_stls(struct poplar_session *s, unsigned int argc, char **argv);
 enum cmd_result cmd_quit(struct poplar_session *s, unsigned int argc, char **argv);
 enum cmd_result cmd_noop(struct poplar_session *s, unsigned int argc, char **argv);
 enum cmd_result cmd_stat(struct poplar_session *s, unsigned int argc, char **argv);
@@ -133,6 +138,9 @@ int session_split_args(char *p, char **argv, unsigned int max, bool rest);
  * lock, maildrop.  Writes the reply.  Returns the command result. */
 enum cmd_result session_login(struct poplar_session *s, const char *user,
 			      const char *method, const char *detail);
+/* Restart every module's per-session state (after STLS the session
+ * forgets what came before, e.g. a USER name). */
+void session_reset_modules(struct poplar_session *s);
 void session_log_auth_failure(struct poplar_session *s, const char *user,
 			      const char *method, const char *reason);
 

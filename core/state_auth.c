@@ -17,6 +17,7 @@
 #include "log.h"
 #include "privdrop.h"
 #include "session.h"
+#include "tls.h"
 #include "userdb.h"
 #include "util.h"
 
@@ -27,6 +28,7 @@
  * modules: see auth_dispatch(). */
 const struct command session_commands[] = {
 	{ "CAPA", ANY, 0, 0, cmd_capa },
+	{ "STLS", STATE_AUTHORIZATION, 0, 0, cmd_stls },
 	{ "QUIT", ANY, 0, 0, cmd_quit },
 	{ "NOOP", TRANS, 0, 0, cmd_noop },
 	{ "STAT", TRANS, 0, 0, cmd_stat },
@@ -55,7 +57,7 @@ plaintext_allowed(const struct poplar_session *s)
 	case PLAINTEXT_ALWAYS:
 		return true;
 	case PLAINTEXT_AFTER_TLS:
-		return (s->flags & SESSION_FLAG_TLS) != 0;
+		return (s->flags & SESSION_FLAG_TLS) != 0 || s->trusted;
 	case PLAINTEXT_NEVER:
 		return false;
 	}
@@ -68,6 +70,50 @@ capa_emit(struct poplar_session *s, const char *line)
 	pio_printf(s->io, "%s\r\n", line);
 }
 
+/* STLS may be used now (RFC 2595: AUTHORIZATION state, not yet TLS). */
+static bool
+stls_available(const struct poplar_session *s)
+{
+	return s->listener->tls == TLS_MODE_STARTTLS &&
+	       s->state == STATE_AUTHORIZATION &&
+	       (s->flags & SESSION_FLAG_TLS) == 0 && s->fd_in >= 0 &&
+	       tls_available();
+}
+
+enum cmd_result
+cmd_stls(struct poplar_session *s, unsigned int argc, char **argv)
+{
+	const char *error;
+
+	(void)argc;
+	(void)argv;
+	if (!stls_available(s)) {
+		session_reply(s, "%s", (s->flags & SESSION_FLAG_TLS)
+			      ? "TLS is already active"
+			      : "STLS is not offered here");
+		return CMD_ERR;
+	}
+	pio_printf(s->io, "+OK begin TLS negotiation\r\n");
+	if (pio_flush(s->io) < 0) {
+		s->end_reason = "eof";
+		return CMD_CLOSE;
+	}
+	if (tls_start(s, s->fd_in, s->fd_out, session_tls_timeout_ms(s),
+		      &error) < 0) {
+		char peer[80];
+
+		log_msg(LOG_NOTICE, "tls-fail peer=%s listener=%s reason=\"%s\"",
+			log_value(peer, sizeof(peer), s->peer),
+			s->listener->name, error);
+		s->end_reason = "tls-failed";
+		return CMD_CLOSE;
+	}
+	/* Forget everything from before TLS (RFC 2595 section 4). */
+	session_reset_modules(s);
+	s->bad_commands = 0;
+	return CMD_QUIET;
+}
+
 enum cmd_result
 cmd_capa(struct poplar_session *s, unsigned int argc, char **argv)
 {
@@ -76,6 +122,8 @@ cmd_capa(struct poplar_session *s, unsigned int argc, char **argv)
 	pio_printf(s->io, "+OK capability list follows\r\n"
 		   "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
 		   "PIPELINING\r\n");
+	if (stls_available(s))
+		pio_printf(s->io, "STLS\r\n");
 	if (s->state == STATE_AUTHORIZATION) {
 		for (size_t i = 0; i < s->nmodules; i++) {
 			const struct poplar_module *d = s->modules[i]->desc;

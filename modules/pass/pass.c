@@ -157,6 +157,17 @@ pass_session_start_hook(void *mod, struct poplar_session *s, void **sess_r)
 	return pass_session_start(mod, s, sess_r);
 }
 
+static size_t
+pass_policy(void *mod, struct poplar_method_policy *out, size_t max)
+{
+	(void)mod;
+	if (max < 1)
+		return 0;
+	out[0].name = "USER/PASS";
+	out[0].flags = POPLAR_POLICY_PLAINTEXT;
+	return 1;
+}
+
 static const struct poplar_command pass_commands[] = {
 	{ "USER", 1, 1, POPLAR_CMD_PLAINTEXT, cmd_user },
 	{ "PASS", 1, 1, POPLAR_CMD_PLAINTEXT | POPLAR_CMD_REST, cmd_pass },
@@ -175,4 +186,5 @@ const struct poplar_module poplar_module = {
 	.session_end = pass_session_end,
 	.capa = pass_capa,
 	.commands = pass_commands,
+	.policy = pass_policy,
 };

@@ -597,12 +597,53 @@ START_TEST(test_bad_enums)
 }
 END_TEST
 
-START_TEST(test_tls_not_supported)
+START_TEST(test_tls_settings)
 {
-	bad("[listen a]\naddress = 127.0.0.1:110\ntls = starttls\n", 3,
-	    "tls = starttls is not supported by this build yet");
-	bad("[listen a]\ntls = implicit\n", 2,
-	    "tls = implicit is not supported by this build yet");
+	struct config *cfg;
+
+	/* A TLS listener needs a certificate and key: error at "tls =". */
+	bad("[listen a]\naddress = 127.0.0.1:110\ntls = starttls\n"
+	    "auth = pass\n[module pass]\n", 3,
+	    "listener 'a' has tls = starttls but [tls] has no certificate");
+	bad("[listen a]\naddress = 127.0.0.1:110\nauth = pass\n"
+	    "tls = implicit\n[tls]\ncertificate = /c.pem\n[module pass]\n",
+	    4, "listener 'a' has tls = implicit but [tls] has no");
+	bad("[tls]\nmin_version = TLSv1.1\n", 2,
+	    "invalid min_version 'TLSv1.1': expected TLSv1.2 or TLSv1.3");
+	cfg = parse_ok("[listen a]\naddress = 127.0.0.1:110\ntls = starttls\n"
+		       "auth = pass\n[tls]\ncertificate = /c.pem\n"
+		       "key = /k.pem\nmin_version = TLSv1.3\n[module pass]\n");
+	ck_assert_int_eq(cfg->listeners[0].tls, TLS_MODE_STARTTLS);
+	ck_assert_str_eq(cfg->tls_min_version, "TLSv1.3");
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_trusted_networks)
+{
+	struct config *cfg;
+	const struct listener_config *l;
+
+	cfg = parse_ok("[listen a]\naddress = 127.0.0.1:110\nauth = pass\n"
+		       "trusted_networks = 127.0.0.0/8 ::1 10.1.0.0/16\n"
+		       "[module pass]\n");
+	l = &cfg->listeners[0];
+	ck_assert_uint_eq(l->ntrusted, 3);
+	ck_assert(network_match(l->trusted, l->ntrusted, "127.0.0.1"));
+	ck_assert(network_match(l->trusted, l->ntrusted, "127.255.0.9"));
+	ck_assert(network_match(l->trusted, l->ntrusted, "::1"));
+	ck_assert(network_match(l->trusted, l->ntrusted, "10.1.200.3"));
+	ck_assert(!network_match(l->trusted, l->ntrusted, "10.2.0.1"));
+	ck_assert(!network_match(l->trusted, l->ntrusted, "128.0.0.1"));
+	ck_assert(!network_match(l->trusted, l->ntrusted, "::2"));
+	ck_assert(!network_match(l->trusted, l->ntrusted, "local"));
+	config_free(&cfg);
+	bad("[listen a]\ntrusted_networks = 10.1.2.3/8\n", 2,
+	    "invalid network '10.1.2.3/8'");
+	bad("[listen a]\ntrusted_networks = 10.0.0.0/33\n", 2,
+	    "invalid network");
+	bad("[listen a]\ntrusted_networks = localhost\n", 2,
+	    "invalid network");
 }
 END_TEST
 
@@ -994,7 +1035,8 @@ config_suite(void)
 	tcase_add_test(tc, test_bad_lines);
 	tcase_add_test(tc, test_bad_numbers);
 	tcase_add_test(tc, test_bad_enums);
-	tcase_add_test(tc, test_tls_not_supported);
+	tcase_add_test(tc, test_tls_settings);
+	tcase_add_test(tc, test_trusted_networks);
 	tcase_add_test(tc, test_duplicate_keys_sections);
 	tcase_add_test(tc, test_listener_names);
 	tcase_add_test(tc, test_duplicate_listener);

@@ -1,0 +1,320 @@
+/* tls.c: OpenSSL server context and the TLS transport of a session.
+ *
+ * The context is built in the master as root (the key file is usually
+ * root-only) and inherited by session processes.  A session's socket is
+ * made non-blocking for TLS so that every wait goes through poll() with
+ * a timeout: a client that stalls mid-handshake or mid-record cannot
+ * hold a session forever. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include "log.h"
+#include "pio.h"
+#include "session.h"
+#include "tls.h"
+#include "util.h"
+
+static SSL_CTX *server_ctx;
+
+struct tls_conn {
+	SSL *ssl;
+	int fd_in, fd_out;
+};
+
+/* The SSL of the current session (one session per process). */
+static struct tls_conn *current;
+
+bool
+tls_available(void)
+{
+	return server_ctx != NULL;
+}
+
+static void
+ssl_error(char *err, size_t errlen, const char *what, const char *file)
+{
+	unsigned long e = ERR_get_error();
+	char buf[256];
+
+	if (e != 0)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	else
+		snprintf(buf, sizeof(buf), "unknown error");
+	snprintf(err, errlen, "%s%s%s: %s", file ? file : "", file ? ": " : "",
+		 what, buf);
+	ERR_clear_error();
+}
+
+int
+tls_init(const struct config *cfg, char *err, size_t errlen, FILE *warn)
+{
+	SSL_CTX *ctx;
+	X509 *cert;
+	int min = TLS1_2_VERSION;
+
+	if (cfg->tls_certificate == NULL || cfg->tls_key == NULL)
+		return 0;
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		ssl_error(err, errlen, "cannot create TLS context", NULL);
+		return -1;
+	}
+	if (cfg->tls_min_version != NULL &&
+	    strcmp(cfg->tls_min_version, "TLSv1.3") == 0)
+		min = TLS1_3_VERSION;
+	SSL_CTX_set_min_proto_version(ctx, min);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+			    SSL_OP_CIPHER_SERVER_PREFERENCE |
+			    SSL_OP_NO_COMPRESSION);
+	/* One process per session: a session cache would never be hit. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
+
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_certificate) != 1) {
+		ssl_error(err, errlen, "cannot load certificate chain",
+			  cfg->tls_certificate);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM)
+	    != 1) {
+		ssl_error(err, errlen, "cannot load private key", cfg->tls_key);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "%s: private key does not match the "
+			 "certificate %s", cfg->tls_key, cfg->tls_certificate);
+		ERR_clear_error();
+		goto fail;
+	}
+	cert = SSL_CTX_get0_certificate(ctx);
+	if (cert != NULL) {
+		if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+			snprintf(err, errlen, "%s: certificate has expired",
+				 cfg->tls_certificate);
+			goto fail;
+		}
+		if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+			snprintf(err, errlen, "%s: certificate is not valid "
+				 "yet", cfg->tls_certificate);
+			goto fail;
+		}
+		if (warn != NULL) {
+			time_t soon = time(NULL) + 30 * 86400;
+
+			if (X509_cmp_time(X509_get0_notAfter(cert), &soon) <= 0)
+				fprintf(warn, "warning: %s: certificate "
+					"expires within 30 days\n",
+					cfg->tls_certificate);
+		}
+	}
+	if (cfg->tls_ciphers != NULL &&
+	    SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
+		ssl_error(err, errlen, "invalid ciphers", NULL);
+		goto fail;
+	}
+	if (cfg->tls_ciphersuites != NULL &&
+	    SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites) != 1) {
+		ssl_error(err, errlen, "invalid ciphersuites", NULL);
+		goto fail;
+	}
+	if (cfg->tls_client_ca != NULL) {
+		STACK_OF(X509_NAME) *names;
+
+		if (SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca,
+						  NULL) != 1) {
+			ssl_error(err, errlen, "cannot load client CA",
+				  cfg->tls_client_ca);
+			goto fail;
+		}
+		names = SSL_load_client_CA_file(cfg->tls_client_ca);
+		if (names != NULL)
+			SSL_CTX_set_client_CA_list(ctx, names);
+		/* Ask for a certificate, accept sessions without one. */
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	server_ctx = ctx;
+	return 0;
+fail:
+	SSL_CTX_free(ctx);
+	return -1;
+}
+
+void
+tls_deinit(void)
+{
+	SSL_CTX_free(server_ctx);
+	server_ctx = NULL;
+}
+
+/* Wait for the direction OpenSSL asked for.  1 ready, 0 timeout, -1. */
+static int
+tls_wait(struct tls_conn *c, int ssl_err, int timeout_ms)
+{
+	struct pollfd pfd;
+	int r;
+
+	pfd.fd = ssl_err == SSL_ERROR_WANT_WRITE ? c->fd_out : c->fd_in;
+	pfd.events = ssl_err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+	do {
+		r = poll(&pfd, 1, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	return r;
+}
+
+static ssize_t
+tls_read(void *ctx, void *buf, size_t len)
+{
+	struct tls_conn *c = ctx;
+	int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		ERR_clear_error();
+		errno = EIO;
+		return -1;
+	}
+}
+
+static ssize_t
+tls_write(void *ctx, const void *buf, size_t len)
+{
+	struct tls_conn *c = ctx;
+	int n = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	default:
+		ERR_clear_error();
+		errno = EPIPE;
+		return -1;
+	}
+}
+
+static size_t
+tls_pending(void *ctx)
+{
+	struct tls_conn *c = ctx;
+
+	return (size_t)SSL_pending(c->ssl);
+}
+
+static void
+tls_close(void *ctx)
+{
+	struct tls_conn *c = ctx;
+
+	/* A close_notify, without waiting for the peer's. */
+	SSL_shutdown(c->ssl);
+	SSL_free(c->ssl);
+	if (current == c)
+		current = NULL;
+	free(c);
+}
+
+static const struct pio_ops tls_ops = {
+	.read = tls_read, .write = tls_write, .pending = tls_pending,
+	.close = tls_close
+};
+
+int
+tls_start(struct poplar_session *s, int fd_in, int fd_out, int timeout_ms,
+	  const char **error_r)
+{
+	struct tls_conn *c;
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+
+	*error_r = NULL;
+	if (server_ctx == NULL) {
+		*error_r = "TLS is not configured";
+		return -1;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->fd_in = fd_in;
+	c->fd_out = fd_out;
+	c->ssl = SSL_new(server_ctx);
+	if (c->ssl == NULL || SSL_set_rfd(c->ssl, fd_in) != 1 ||
+	    SSL_set_wfd(c->ssl, fd_out) != 1) {
+		*error_r = "cannot set up TLS";
+		goto fail;
+	}
+	fcntl(fd_in, F_SETFL, fcntl(fd_in, F_GETFL) | O_NONBLOCK);
+	if (fd_out != fd_in)
+		fcntl(fd_out, F_SETFL, fcntl(fd_out, F_GETFL) | O_NONBLOCK);
+	/* Anything the client sent before the handshake is discarded: it
+	 * must never be executed inside TLS (STARTTLS injection). */
+	pio_discard_input(s->io);
+	for (;;) {
+		int r = SSL_accept(c->ssl), e;
+		uint64_t now;
+
+		if (r == 1)
+			break;
+		e = SSL_get_error(c->ssl, r);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			unsigned long le = ERR_get_error();
+			static char why[200];
+
+			if (le != 0)
+				snprintf(why, sizeof(why), "handshake failed: "
+					 "%s", ERR_reason_error_string(le));
+			else
+				snprintf(why, sizeof(why), "handshake failed: "
+					 "connection closed");
+			ERR_clear_error();
+			*error_r = why;
+			goto fail;
+		}
+		now = now_ms();
+		if (now >= deadline ||
+		    tls_wait(c, e, (int)(deadline - now)) <= 0) {
+			*error_r = "handshake timed out";
+			goto fail;
+		}
+	}
+	current = c;
+	pio_set_transport(s->io, &tls_ops, c);
+	s->flags |= SESSION_FLAG_TLS;
+	return 0;
+fail:
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
+	free(c);
+	return -1;
+}
+
+const char *
+tls_session_version(const struct poplar_session *s)
+{
+	if (!(s->flags & SESSION_FLAG_TLS) || current == NULL)
+		return "-";
+	return SSL_get_version(current->ssl);
+}
+
+const char *
+tls_session_cipher(const struct poplar_session *s)
+{
+	if (!(s->flags & SESSION_FLAG_TLS) || current == NULL)
+		return "-";
+	return SSL_get_cipher_name(current->ssl);
+}

@@ -1,0 +1,33 @@
+/* tls.h: TLS for POP3 sessions (STLS, RFC 2595, and implicit TLS on 995,
+ * RFC 8314) with OpenSSL.  The server context is made once in the master
+ * (certificate, key, versions, ciphers) and inherited by every session. */
+#ifndef POPLAR_TLS_H
+#define POPLAR_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include "config.h"
+
+struct poplar_session;
+
+/* Build the server context when [tls] has a certificate.  Checks that
+ * the certificate and key can be read, match, and that the certificate
+ * is valid now.  0, or -1 with a message in err.  Warnings (a certificate
+ * expiring within 30 days) go to warn (may be NULL). */
+int tls_init(const struct config *cfg, char *err, size_t errlen, FILE *warn);
+void tls_deinit(void);
+bool tls_available(void);
+
+/* Run the server side of the handshake on the session's fds, within
+ * timeout_ms, and switch the session's I/O to TLS.  0, or -1 with a
+ * static reason (for the log).  The session's buffered input is dropped
+ * first: bytes sent before the handshake never count as TLS data. */
+int tls_start(struct poplar_session *s, int fd_in, int fd_out, int timeout_ms,
+	      const char **error_r);
+
+/* Protocol version and cipher of the session's TLS, for the log. */
+const char *tls_session_version(const struct poplar_session *s);
+const char *tls_session_cipher(const struct poplar_session *s);
+
+#endif
