@@ -210,8 +210,15 @@ struct poplar_module {
 	size_t (*policy)(void *mod, struct poplar_method_policy *out,
 			 size_t max);
 
+	/* Called before the core completes a login of `user` by `method`
+	 * (another module's name, or this one's): return nonzero to refuse
+	 * it (e.g. APOP users may not use USER/PASS); *reason_r goes to the
+	 * log and the client gets the usual failure.  Optional. */
+	int (*login_veto)(void *mod, const char *user, const char *method,
+			  const char **reason_r);
+
 	/* Reserved for later minor versions: must be NULL. */
-	void *reserved[7];
+	void *reserved[6];
 };
 
 #ifdef __cplusplus

@@ -228,6 +228,15 @@ session_login(struct poplar_session *s, const char *user, const char *method,
 	gid_t gid;
 	int r;
 
+	for (size_t i = 0; i < s->nmodules; i++) {
+		const struct poplar_module *d = s->modules[i]->desc;
+		const char *why = NULL;
+
+		if (d->login_veto != NULL &&
+		    d->login_veto(s->modules[i]->mod, user, method, &why))
+			return login_failed(s, user, method,
+					    why ? why : "refused by policy");
+	}
 	r = userdb_lookup(user, &u, &error);
 	if (r < 0) {
 		log_msg(LOG_ERR, "userdb lookup failed: user=%s error=%s",
