@@ -288,30 +288,35 @@ session_run(const struct config *cfg, const struct listener_config *listener,
 	pio_free(&io);
 }
 
-/* Split a command line into words separated by spaces.  With rest, the
- * last argument is everything after the previous one (PASS secrets may
- * contain spaces).  Returns the word count, or -1 when there are more
+/* Split the arguments after a command name.  p is "" or starts with the
+ * single space that separates the name from the first argument; RFC 1939
+ * separates arguments by single spaces, so an empty argument (two spaces
+ * in a row, a trailing space) is a syntax error.  With rest, the last
+ * argument is everything after the previous one (PASS secrets may contain
+ * spaces).  Returns the word count, or -1 for a syntax error or more
  * words than max. */
-static int
-split_args(char *p, char **argv, unsigned int max, bool rest)
+int
+session_split_args(char *p, char **argv, unsigned int max, bool rest)
 {
 	unsigned int n = 0;
 
+	if (*p == '\0')
+		return 0;
 	for (;;) {
-		while (*p == ' ')
-			p++;
-		if (*p == '\0')
-			return (int)n;
-		if (n == max)
+		char *word = p + 1, *end;     /* p is on a separator */
+
+		if (n == max || *word == '\0' || *word == ' ')
 			return -1;
-		argv[n++] = p;
+		argv[n++] = word;
 		if (rest && n == max)
 			return (int)n;
-		while (*p != '\0' && *p != ' ')
-			p++;
-		if (*p == '\0')
+		end = strchr(word, ' ');
+		if (end == NULL)
 			return (int)n;
-		*p++ = '\0';
+		/* Terminate the word; the terminator stands where the
+		 * separator was, so the next round starts after it. */
+		*end = '\0';
+		p = end;
 	}
 }
 
@@ -384,17 +389,12 @@ session_dispatch(struct poplar_session *s, char *line)
 			      session_state_name(s->state));
 		return finish(s, CMD_ERR);
 	}
-	argc = split_args(p, argv, cmd->max_args, false);
+	argc = session_split_args(p, argv, cmd->max_args, false);
 	if (argc < 0 || (unsigned int)argc < cmd->min_args) {
-		session_reply(s, "wrong number of arguments for %s", name);
+		session_reply(s, "syntax error or wrong number of arguments "
+			      "for %s", name);
 		return finish(s, CMD_ERR);
 	}
 	r = cmd->handler(s, (unsigned int)argc, argv);
 	return finish(s, r);
-}
-
-int
-session_split_args(char *p, char **argv, unsigned int max, bool rest)
-{
-	return split_args(p, argv, max, rest);
 }

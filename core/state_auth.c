@@ -163,6 +163,10 @@ cmd_quit(struct poplar_session *s, unsigned int argc, char **argv)
 		return CMD_CLOSE;
 	}
 	s->deleted_count = deleted;
+	/* Release the maildrop before the reply: a client that logs in
+	 * again right after +OK must not find it in use. */
+	maildrop_close(&s->md);
+	session_lock_release(&s->lock);
 	pio_printf(s->io, "+OK bye, %u message%s deleted\r\n", deleted,
 		   deleted == 1 ? "" : "s");
 	return CMD_CLOSE;
@@ -336,8 +340,8 @@ auth_dispatch(struct poplar_session *s, const char *name, char *args,
 					  ? c->max_args : POP3_ARGS_MAX,
 					  (c->flags & POPLAR_CMD_REST) != 0);
 		if (argc < 0 || (unsigned int)argc < c->min_args) {
-			session_reply(s, "wrong number of arguments for %s",
-				      name);
+			session_reply(s, "syntax error or wrong number of "
+				      "arguments for %s", name);
 			*result_r = CMD_ERR;
 			return true;
 		}
