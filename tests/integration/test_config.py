@@ -1,0 +1,265 @@
+"""poplard's command line without a running server: -t (check the
+configuration), -V, --list-modules, and how configuration and module
+errors are reported ("file:line: message", exit status 1).
+"""
+
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import poplartest  # noqa: E402
+from poplartest import PoplarServer  # noqa: E402
+
+
+def run_poplard(*args, timeout=30):
+    p = subprocess.run([poplartest.poplard_path()] + list(args),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout)
+    return (p.returncode, p.stdout.decode("utf-8", "replace"),
+            p.stderr.decode("utf-8", "replace"))
+
+
+class ConfigCheckTests(unittest.TestCase):
+
+    def setUp(self):
+        self.server = PoplarServer()
+        self.server.add_user("alice", "secret")
+        self.good = self.server.config_text()
+        self.server.write_config()
+        self.n = 0
+
+    def tearDown(self):
+        self.server.cleanup()
+
+    def write(self, text, name=None):
+        self.n += 1
+        path = os.path.join(self.server.tmp, name or "c%d.conf" % self.n)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    @staticmethod
+    def line_of(text, needle, nth=1):
+        """1-based number of the nth line of text that equals needle."""
+        seen = 0
+        for i, line in enumerate(text.split("\n"), 1):
+            if line.strip() == needle:
+                seen += 1
+                if seen == nth:
+                    return i
+        raise AssertionError("%r not in config" % needle)
+
+    def check(self, text):
+        path = self.write(text)
+        code, out, err = run_poplard("-t", "-c", path)
+        return path, code, out, err
+
+    def assert_error_at(self, text, needle, nth=1, extra=None):
+        path, code, out, err = self.check(text)
+        line = self.line_of(text, needle, nth)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("%s:%d:" % (path, line), err)
+        if extra:
+            self.assertIn(extra, err)
+        return err
+
+    # ---- good files ------------------------------------------------------
+    def test_good(self):
+        code, out, err = run_poplard("-t", "-c", self.server.config_path)
+        self.assertEqual(code, 0, err)
+        self.assertIn("[server]", out)
+        self.assertIn("[listen pop3]", out)
+        self.assertIn("idle_timeout = 600", out)
+        self.assertIn("127.0.0.1:%d" % self.server.port, out)
+
+    def test_defaults_printed(self):
+        text = self.good.replace("idle_timeout = 600\n", "")
+        self.assertNotIn("idle_timeout", text)
+        path, code, out, err = self.check(text)
+        self.assertEqual(code, 0, err)
+        self.assertIn("idle_timeout = 600", out)
+
+    def test_values_printed(self):
+        text = self.good.replace("idle_timeout = 600", "idle_timeout = 31")
+        path, code, out, err = self.check(text)
+        self.assertEqual(code, 0, err)
+        self.assertIn("idle_timeout = 31", out)
+
+    def test_comments_and_blank_lines(self):
+        text = "# a comment\n\n" + self.good.replace(
+            "[userdb]", "# another\n   \n[userdb]")
+        path, code, out, err = self.check(text)
+        self.assertEqual(code, 0, err)
+
+    # ---- bad files -------------------------------------------------------
+    def test_unknown_section(self):
+        text = self.good + "\n[bogus]\nkey = value\n"
+        self.assert_error_at(text, "[bogus]")
+
+    def test_unknown_key(self):
+        text = self.good.replace("[server]\n", "[server]\ncolour = blue\n")
+        self.assert_error_at(text, "colour = blue")
+
+    def test_unknown_key_in_listener(self):
+        text = self.good.replace("tls = none\n", "tls = none\nspeed = 9\n")
+        self.assert_error_at(text, "speed = 9")
+
+    def test_bad_numbers(self):
+        for bad in ("abc", "-5", "12x", "", "99999999999999999999"):
+            with self.subTest(value=bad):
+                line = ("idle_timeout = %s" % bad).strip()
+                text = self.good.replace("idle_timeout = 600", line)
+                self.assert_error_at(text, line)
+
+    def test_bad_enum(self):
+        text = self.good.replace("tls = none", "tls = sometimes")
+        self.assert_error_at(text, "tls = sometimes")
+        text = self.good.replace("plaintext_auth = always",
+                                 "plaintext_auth = maybe")
+        self.assert_error_at(text, "plaintext_auth = maybe")
+
+    def test_bad_address(self):
+        text = self.good.replace("address = 127.0.0.1:%d" % self.server.port,
+                                 "address = 127.0.0.1")
+        self.assert_error_at(text, "address = 127.0.0.1")
+
+    def test_line_without_equals(self):
+        text = self.good.replace("[server]\n", "[server]\njust words\n")
+        self.assert_error_at(text, "just words")
+
+    def test_duplicate_listener(self):
+        port2 = poplartest.free_port()
+        text = self.good + ("\n[listen pop3]\naddress = 127.0.0.1:%d\n"
+                            "tls = none\nauth = pass\n"
+                            "plaintext_auth = always\n" % port2)
+        self.assert_error_at(text, "[listen pop3]", nth=2)
+
+    def test_nonexistent_file(self):
+        path = os.path.join(self.server.tmp, "does-not-exist.conf")
+        code, out, err = run_poplard("-t", "-c", path)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn(path + ":", err)
+
+    def test_directory_as_file(self):
+        path = os.path.join(self.server.tmp, "home")
+        code, out, err = run_poplard("-t", "-c", path)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn(path + ":", err)
+
+    @unittest.skipIf(poplartest.IS_ROOT, "root reads files of any mode")
+    def test_unreadable_file(self):
+        path = self.write(self.good)
+        os.chmod(path, 0)
+        code, out, err = run_poplard("-t", "-c", path)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn(path + ":", err)
+
+    def test_module_file_missing(self):
+        text = self.good + "\n[module nosuchmod]\nkey = value\n"
+        path, code, out, err = self.check(text)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("nosuchmod.so", err)
+
+    def test_listener_module_without_section(self):
+        text = self.good.replace("auth = pass", "auth = pass othermod")
+        path, code, out, err = self.check(text)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("othermod", err)
+        lines = (self.line_of(text, "auth = pass othermod"),
+                 self.line_of(text, "[listen pop3]"))
+        self.assertTrue(any("%s:%d:" % (path, l) in err for l in lines), err)
+
+    def test_no_listener(self):
+        start = self.good.index("[listen pop3]")
+        end = self.good.index("[userdb]")
+        text = self.good[:start] + self.good[end:]
+        path, code, out, err = self.check(text)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn(path + ":", err)
+
+    # ---- other options ---------------------------------------------------
+    def test_version(self):
+        code, out, err = run_poplard("-V")
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out + err, r"[0-9]+\.[0-9]+")
+
+    def test_list_modules(self):
+        code, out, err = run_poplard("--list-modules", "-c",
+                                     self.server.config_path)
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r"\bpass\b")
+
+    def test_bad_option(self):
+        code, out, err = run_poplard("--no-such-option")
+        self.assertNotEqual(code, 0)
+        self.assertTrue(err)
+
+
+@unittest.skipUnless(poplartest.testmod_dir() and os.path.exists(
+    os.path.join(poplartest.testmod_dir() or "", "testgood.so")),
+    "the test modules are not built (POPLAR_TESTMOD_DIR)")
+class TestModuleTests(unittest.TestCase):
+    """The loader's refusals, with the modules built from
+    tests/modules/testmod.c."""
+
+    def setUp(self):
+        self.server = PoplarServer(
+            server_opts={"module_dir": poplartest.testmod_dir()})
+        self.server.add_user("alice", "secret")
+        self.server.write_config()
+
+    def tearDown(self):
+        self.server.cleanup()
+
+    def config_with(self, module):
+        """A configuration whose only module is `module`, offered by the
+        listener."""
+        text = self.server.config_text()
+        text = text.replace("auth = pass", "auth = " + module)
+        text = text.replace("[module pass]\nbackend = userdb\n",
+                            "[module %s]\n" % module)
+        path = os.path.join(self.server.tmp, module + ".conf")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def check_module(self, module):
+        return run_poplard("-t", "-c", self.config_with(module))
+
+    def test_good_module(self):
+        code, out, err = self.check_module("testgood")
+        self.assertEqual(code, 0, err)
+
+    def test_wrong_abi(self):
+        code, out, err = self.check_module("testabi")
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("ABI", err)
+        self.assertIn("testabi", err)
+
+    def test_missing_symbol(self):
+        code, out, err = self.check_module("testnosym")
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("poplar_module", err)
+        self.assertIn("testnosym", err)
+
+    def test_init_fails(self):
+        code, out, err = self.check_module("testinitfail")
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("init", err)
+        self.assertIn("testinitfail", err)
+
+    def test_error_is_one_line(self):
+        code, out, err = self.check_module("testabi")
+        lines = [l for l in err.splitlines() if "testabi" in l]
+        self.assertEqual(len(lines), 1, err)
+
+    def test_list_modules(self):
+        code, out, err = run_poplard("--list-modules", "-c",
+                                     self.config_with("testgood"))
+        self.assertIn("testgood", out)
+
+
+if __name__ == "__main__":
+    poplartest.run_tests()
