@@ -104,31 +104,26 @@ user_check(const char *user, const char **error_r)
 	return 0;
 }
 
-const struct maildrop_driver *
-maildrop_expand(const char *location, const char *user, const char *home,
-		char *out, size_t size, const char **error_r)
+int
+maildrop_path_valid(const char *pattern, const char **error_r)
 {
-	const struct maildrop_driver *drv;
-	const char *pattern, *p, *sub;
+	*error_r = NULL;
+	return pattern_check(pattern, error_r);
+}
+
+int
+maildrop_expand_path(const char *pattern, const char *user,
+		     const char *home, char *out, size_t size,
+		     const char **error_r)
+{
+	const char *p, *sub;
 	size_t len = 0, n;
 
 	*error_r = NULL;
 	if (size > 0)
 		out[0] = '\0';
-	switch (location_split(location, &pattern)) {
-	case LOC_MAILDIR:
-		drv = &maildrop_maildir;
-		break;
-	case LOC_MBOX:
-		*error_r = "mbox maildrops are not supported yet";
-		return NULL;
-	default:
-		*error_r = "maildrop location must start with maildir: "
-			"or mbox:";
-		return NULL;
-	}
 	if (pattern_check(pattern, error_r) < 0)
-		return NULL;
+		return -1;
 
 	for (p = pattern; *p != '\0'; p++) {
 		char one[2] = { *p, '\0' };
@@ -138,13 +133,13 @@ maildrop_expand(const char *location, const char *user, const char *home,
 			p++;
 			if (*p == 'u') {
 				if (user_check(user, error_r) < 0)
-					return NULL;
+					return -1;
 				sub = user;
 			} else if (*p == 'h') {
 				if (home == NULL || home[0] != '/') {
 					*error_r = "home directory is not an "
 						"absolute path";
-					return NULL;
+					return -1;
 				}
 				sub = home;
 			} else {
@@ -156,12 +151,39 @@ maildrop_expand(const char *location, const char *user, const char *home,
 			*error_r = "expanded maildrop path is too long";
 			if (size > 0)
 				out[0] = '\0';
-			return NULL;
+			return -1;
 		}
 		memcpy(out + len, sub, n);
 		len += n;
 		out[len] = '\0';
 	}
+	return 0;
+}
+
+const struct maildrop_driver *
+maildrop_expand(const char *location, const char *user, const char *home,
+		char *out, size_t size, const char **error_r)
+{
+	const struct maildrop_driver *drv;
+	const char *pattern;
+
+	*error_r = NULL;
+	if (size > 0)
+		out[0] = '\0';
+	switch (location_split(location, &pattern)) {
+	case LOC_MAILDIR:
+		drv = &maildrop_maildir;
+		break;
+	case LOC_MBOX:
+		drv = &maildrop_mbox;
+		break;
+	default:
+		*error_r = "maildrop location must start with maildir: "
+			"or mbox:";
+		return NULL;
+	}
+	if (maildrop_expand_path(pattern, user, home, out, size, error_r) < 0)
+		return NULL;
 	return drv;
 }
 

@@ -1,5 +1,5 @@
-/* maildrop.h: one interface over maildrop formats (Maildir now, mbox
- * later), and the session lock that keeps one POP3 client per maildrop.
+/* maildrop.h: one interface over maildrop formats (Maildir and mbox),
+ * and the session lock that keeps one POP3 client per maildrop.
  *
  * Sizes are RFC 1939 sizes: the octets RETR sends before byte-stuffing,
  * with CRLF line ends (see crlf.h for the exact transformation). */
@@ -67,6 +67,14 @@ struct maildrop_driver {
 };
 
 extern const struct maildrop_driver maildrop_maildir;
+extern const struct maildrop_driver maildrop_mbox;
+
+/* Settings of the mbox driver ([maildrop] state_dir, dotlock_stale_age,
+ * lock_timeout), set once per session before lock_path/open.  state_dir
+ * is an expanded directory for the .NAME.pop/.uidl/.index/.journal
+ * files, or NULL or "" for the mbox's own directory. */
+void maildrop_mbox_configure(const char *state_dir, unsigned int stale_age,
+			     unsigned int lock_timeout);
 
 /* Expand a location ("maildir:%h/Maildir") for a user: %u user name,
  * %h home, %% percent.  Returns the driver, writes the path into out, or
@@ -76,6 +84,14 @@ const struct maildrop_driver *maildrop_expand(const char *location,
 					      const char *home, char *out,
 					      size_t size,
 					      const char **error_r);
+
+/* Expand a path pattern (no driver prefix) the same way: %u %h %%, an
+ * absolute result.  0, or -1 with *error_r. */
+int maildrop_expand_path(const char *pattern, const char *user,
+			 const char *home, char *out, size_t size,
+			 const char **error_r);
+/* Check a path pattern's syntax without a user. */
+int maildrop_path_valid(const char *pattern, const char **error_r);
 
 /* Check a location's syntax without a user (config validation). */
 int maildrop_location_valid(const char *location, const char **error_r);

@@ -250,9 +250,10 @@ START_TEST(test_expand_bad)
 					   sizeof(out), &error));
 	ck_assert_ptr_null(maildrop_expand("/m/%u", "a", "/h", out,
 					   sizeof(out), &error));
-	ck_assert_ptr_null(maildrop_expand("mbox:/var/mail/%u", "a", "/h",
-					   out, sizeof(out), &error));
-	ck_assert_str_eq(error, "mbox maildrops are not supported yet");
+	ck_assert_ptr_eq(maildrop_expand("mbox:/var/mail/%u", "a", "/h",
+					 out, sizeof(out), &error),
+			 &maildrop_mbox);
+	ck_assert_str_eq(out, "/var/mail/a");
 }
 END_TEST
 

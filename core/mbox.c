@@ -1,0 +1,1821 @@
+/* mbox.c: the mbox driver: spool mailboxes (/var/mail/USER) shared with
+ * the MDAs that deliver into them.
+ *
+ * Format.  A message starts with a "From " line at the start of the file
+ * or right after an empty line ("\n" or "\r\n"), as Debian's MDAs write
+ * them; the empty line before the next "From " line (and one at the end
+ * of the file) separates messages and is not part of either.  Body lines
+ * quoted as ">From " are served as stored.  A message is the bytes after
+ * its "From " line; its RFC 1939 size follows crlf.h.
+ *
+ * Locks.  The session lock is a file of its own (.NAME.pop), so a POP3
+ * session never blocks delivery.  The delivery lock (NAME.lock dotlock,
+ * then an fcntl write lock on the mbox, the order Debian MDAs use) is
+ * held only while the message offsets are read at login and while
+ * deletions are applied at QUIT.  Mail appended in between lies past the
+ * snapshot: the session does not see it and the update keeps it.
+ *
+ * Update.  Deleting rewrites the file from the first deleted message on,
+ * in place, so that the inode, owner and mode stay and an MDA holding the
+ * file open appends to the right one.  It is made crash-safe with a
+ * journal: the new content of that tail is first written to .NAME.journal
+ * (fsync, atomic rename), then copied over the mbox, which is truncated;
+ * the journal goes last.  A journal found at the next open is applied
+ * again; see journal_apply() for how a half-done copy, a done truncation
+ * and mail appended after a crash are told apart.
+ *
+ * UIDLs.  Each message gets a number from a per-maildrop counter, written
+ * in .NAME.uidl together with a digest of the message (its "From " line,
+ * its size and its first 4 KiB): a message keeps its number for as long
+ * as it stays, whatever happens to the others, and a number is never
+ * given again.  The UIDL is "EPOCH.NUMBER" where EPOCH is random and
+ * chosen when the state file is created: a lost state file yields all
+ * new UIDLs (clients may fetch messages again) but never an old one for
+ * another message.  X-UIDL headers are ignored.
+ *
+ * Index.  .NAME.index caches the scan (offsets, sizes, digests) keyed on
+ * device, inode, size and mtime.  When the mbox only grew, the cached
+ * part is checked message by message ("From " line digests) and only the
+ * rest is read. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include "dotlock.h"
+#include "log.h"
+#include "maildrop.h"
+#include "util.h"
+
+/* Bytes of the "From " line and of the content that go into a message's
+ * digest: enough to tell messages apart (envelope sender, delivery time,
+ * Received and Message-ID headers), bounded whatever the message. */
+#define FROM_DIGEST_MAX 1024
+#define CONTENT_DIGEST_MAX 4096
+#define ID_LEN 16
+#define SCAN_CHUNK (1024 * 1024)
+#define COPY_CHUNK (64 * 1024)
+
+/* State files: bounded so that a damaged or hostile file cannot eat
+ * memory; ~50 bytes a message covers MAILDROP_MAX_MESSAGES. */
+#define UIDL_FILE_MAX (128 * 1024 * 1024)
+#define UIDL_LINE_MAX 128
+#define UIDL_VERSION_LINE "poplar-uidl 1\n"
+#define INDEX_MAGIC "PLRMBIX1"
+#define JOURNAL_HEADER_LEN 512
+#define JOURNAL_MAGIC "poplar-journal 1"
+
+/* Exit status of a session stopped by the fault-injection hook. */
+#define FAULT_EXIT 86
+
+struct mbox_settings {
+	char state_dir[PATH_MAX];       /* "" = beside the mbox */
+	struct dotlock_settings dotlock;
+};
+
+static struct mbox_settings settings = {
+	"", { DOTLOCK_DEFAULT_STALE_AGE, DOTLOCK_DEFAULT_TIMEOUT }
+};
+
+/* One message as scanned or cached; the index stores these as is. */
+struct rec {
+	uint64_t from_off;              /* the "From " line */
+	uint64_t content_off;           /* after it */
+	uint64_t raw_size;
+	uint64_t size;
+	uint64_t from_hash;             /* FNV-1a of the "From " line */
+	unsigned char id[ID_LEN];       /* digest for UIDL matching */
+};
+
+struct recs {
+	struct rec *v;
+	size_t count, alloc;
+};
+
+struct mbox {
+	int fd;
+	bool rdonly;
+	dev_t dev;
+	ino_t ino;
+	uint64_t snap;                  /* snapshot size */
+	struct rec *recs;
+	uint64_t *uids;
+	char epoch[17];
+	uint64_t next_uid;
+	char uidlpath[PATH_MAX], indexpath[PATH_MAX], journalpath[PATH_MAX];
+	struct dotlock *dotlock;
+};
+
+static char mbox_errbuf[PATH_MAX + 256];
+
+static const char *mbox_err(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static const char *
+mbox_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(mbox_errbuf, sizeof(mbox_errbuf), fmt, ap);
+	va_end(ap);
+	return mbox_errbuf;
+}
+
+static const char *
+lp(char *buf, size_t size, const char *path)
+{
+	return log_value(buf, size, path);
+}
+
+void
+maildrop_mbox_configure(const char *state_dir, unsigned int stale_age,
+			unsigned int lock_timeout)
+{
+	strlcpy_p(settings.state_dir, state_dir != NULL ? state_dir : "",
+		  sizeof(settings.state_dir));
+	settings.dotlock.stale_age = stale_age;
+	settings.dotlock.timeout = lock_timeout;
+}
+
+/* ---- fault injection (tests only) -------------------------------------- */
+
+/* POPLAR_MBOX_FAULT_FILE names a file holding "AT MODE CHUNK": the AT-th
+ * write step of an update (every write, fsync, rename, truncate, unlink)
+ * then ends the process (MODE exit), writes half and ends it (short), or
+ * fails with ENOSPC (enospc).  CHUNK sets the copy size, so that a small
+ * mailbox has many steps.  Unset, nothing of this runs. */
+enum fault_mode { FAULT_EXIT_NOW, FAULT_SHORT, FAULT_ENOSPC };
+
+static long fault_at = -1, fault_count;
+static enum fault_mode fault_mode;
+static size_t copy_chunk = COPY_CHUNK;
+
+static void
+fault_load(void)
+{
+	const char *path = getenv("POPLAR_MBOX_FAULT_FILE");
+	char buf[128], mode[16] = "exit";
+	long at = -1, chunk = COPY_CHUNK;
+	FILE *f;
+
+	fault_at = -1;
+	fault_count = 0;
+	copy_chunk = COPY_CHUNK;
+	if (path == NULL || *path == '\0' || (f = fopen(path, "re")) == NULL)
+		return;
+	if (fgets(buf, sizeof(buf), f) != NULL &&
+	    sscanf(buf, "%ld %15s %ld", &at, mode, &chunk) >= 1 && at > 0) {
+		fault_at = at;
+		fault_mode = strcmp(mode, "short") == 0 ? FAULT_SHORT :
+			strcmp(mode, "enospc") == 0 ? FAULT_ENOSPC :
+			FAULT_EXIT_NOW;
+		if (chunk >= 1 && chunk <= COPY_CHUNK)
+			copy_chunk = (size_t)chunk;
+	}
+	fclose(f);
+}
+
+/* 1 when this step is the one to fail. */
+static int
+fault_hit(void)
+{
+	return fault_at > 0 && ++fault_count == fault_at;
+}
+
+/* A step that is not a write: 0, or -1 (ENOSPC) when injected. */
+static int
+fault_step(void)
+{
+	if (!fault_hit())
+		return 0;
+	if (fault_mode == FAULT_ENOSPC) {
+		errno = ENOSPC;
+		return -1;
+	}
+	_exit(FAULT_EXIT);
+}
+
+static int
+pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+	ssize_t r;
+
+	if (fault_hit()) {
+		if (fault_mode == FAULT_ENOSPC) {
+			errno = ENOSPC;
+			return -1;
+		}
+		if (fault_mode == FAULT_SHORT && len > 1)
+			(void)!pwrite(fd, p, len / 2, (off_t)off);
+		_exit(FAULT_EXIT);
+	}
+	while (len > 0) {
+		r = pwrite(fd, p, len, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = ENOSPC;
+			return -1;
+		}
+		p += r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* Read exactly len bytes at off; -1 with errno (EIO for a short file). */
+static int
+pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+	ssize_t r;
+
+	while (len > 0) {
+		r = pread(fd, p, len, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+static int
+fsync_step(int fd)
+{
+	if (fault_step() < 0)
+		return -1;
+	return fsync(fd);
+}
+
+static int
+fsync_dir_of(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd, r;
+
+	if (slash == NULL || (size_t)(slash - path) >= sizeof(dir))
+		return 0;
+	if (slash == path) {
+		strcpy(dir, "/");
+	} else {
+		memcpy(dir, path, (size_t)(slash - path));
+		dir[slash - path] = '\0';
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	r = fsync(fd);
+	if (r < 0 && (errno == EINVAL || errno == EROFS))
+		r = 0;
+	close(fd);
+	return r;
+}
+
+/* ---- hashing ----------------------------------------------------------- */
+
+static uint64_t
+fnv1a64(const void *data, size_t len, uint64_t h)
+{
+	const unsigned char *p = data;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+#define FNV_INIT 0xcbf29ce484222325ULL
+
+static void
+hex(const unsigned char *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+}
+
+static int
+unhex(const char *in, unsigned char *out, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < 2 * len; i++) {
+		int v;
+		char c = in[i];
+
+		if (c >= '0' && c <= '9')
+			v = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = c - 'a' + 10;
+		else
+			return -1;
+		if (i % 2 == 0)
+			out[i / 2] = (unsigned char)(v << 4);
+		else
+			out[i / 2] |= (unsigned char)v;
+	}
+	return in[2 * len] == '\0' || in[2 * len] == ' ' ||
+		in[2 * len] == '\n' ? 0 : -1;
+}
+
+static int
+message_id(const unsigned char *from, size_t from_len,
+	   const unsigned char *content, size_t content_len,
+	   uint64_t raw_size, unsigned char id[ID_LEN])
+{
+	unsigned char md[EVP_MAX_MD_SIZE], sz[8];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int i, ok;
+
+	if (ctx == NULL)
+		return -1;
+	for (i = 0; i < 8; i++)
+		sz[i] = (unsigned char)(raw_size >> (8 * i));
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+		EVP_DigestUpdate(ctx, from, from_len) == 1 &&
+		EVP_DigestUpdate(ctx, sz, sizeof(sz)) == 1 &&
+		EVP_DigestUpdate(ctx, content, content_len) == 1 &&
+		EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= ID_LEN;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return -1;
+	memcpy(id, md, ID_LEN);
+	return 0;
+}
+
+/* SHA-256 of the file bytes [from, to), hex into out (65 bytes). */
+static int
+hash_range(int fd, uint64_t from, uint64_t to, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	unsigned char *buf = malloc(COPY_CHUNK);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ret = -1;
+
+	if (buf == NULL || ctx == NULL ||
+	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		goto cleanup;
+	while (from < to) {
+		size_t n = to - from < COPY_CHUNK ? (size_t)(to - from) :
+			COPY_CHUNK;
+
+		if (pread_all(fd, buf, n, from) < 0 ||
+		    EVP_DigestUpdate(ctx, buf, n) != 1)
+			goto cleanup;
+		from += n;
+	}
+	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
+		goto cleanup;
+	hex(md, 32, out);
+	ret = 0;
+cleanup:
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	return ret;
+}
+
+/* ---- scanning ---------------------------------------------------------- */
+
+static int
+recs_push(struct recs *r, const struct rec *e)
+{
+	if (r->count >= MAILDROP_MAX_MESSAGES)
+		return -1;
+	if (r->count == r->alloc) {
+		size_t n = r->alloc == 0 ? 256 : r->alloc * 2;
+		struct rec *v = reallocarray(r->v, n, sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		r->v = v;
+		r->alloc = n;
+	}
+	r->v[r->count++] = *e;
+	return 0;
+}
+
+struct scanner {
+	struct rec cur;
+	bool have_msg, in_from;
+	uint64_t bare, bare_at_blank, blank_off;
+	unsigned char from_buf[FROM_DIGEST_MAX];
+	size_t from_len;
+	unsigned char cont_buf[CONTENT_DIGEST_MAX];
+	size_t cont_len;
+};
+
+/* The message ends at end with bare LFs counted; last is its last byte. */
+static int
+scan_finish(struct scanner *sc, uint64_t end, uint64_t bare,
+	    unsigned char last, struct recs *out, enum maildrop_error *err_r,
+	    const char **error_r)
+{
+	struct rec *c = &sc->cur;
+
+	if (sc->in_from)
+		c->content_off = end;   /* "From " line without a line end */
+	c->raw_size = end - c->content_off;
+	if (c->raw_size > MAILDROP_MAX_MESSAGE_SIZE) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = mbox_err("a message is too large (%" PRIu64
+				    " bytes, the limit is %llu)", c->raw_size,
+				    MAILDROP_MAX_MESSAGE_SIZE);
+		return -1;
+	}
+	c->size = c->raw_size + bare +
+		(c->raw_size > 0 && last != '\n' ? 2 : 0);
+	c->from_hash = fnv1a64(sc->from_buf, sc->from_len, FNV_INIT);
+	if (message_id(sc->from_buf, sc->from_len, sc->cont_buf,
+		       c->raw_size < sc->cont_len ? (size_t)c->raw_size :
+		       sc->cont_len, c->raw_size, c->id) < 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "cannot compute a message digest";
+		return -1;
+	}
+	if (recs_push(out, c) < 0) {
+		*err_r = out->count >= MAILDROP_MAX_MESSAGES ?
+			MAILDROP_ERR_PERM : MAILDROP_ERR_TEMP;
+		*error_r = out->count >= MAILDROP_MAX_MESSAGES ?
+			"too many messages in the mbox" :
+			"out of memory reading the mbox";
+		return -1;
+	}
+	sc->have_msg = false;
+	return 0;
+}
+
+/* Scan [start, end) of fd; the line at start must be a "From " line (the
+ * caller checked it; at 0 a file that does not start so is no mbox).
+ * Appends the messages to out. */
+static int
+scan(int fd, uint64_t start, uint64_t end, struct recs *out,
+     enum maildrop_error *err_r, const char **error_r)
+{
+	struct scanner *sc = calloc(1, sizeof(*sc));
+	unsigned char *buf = malloc(SCAN_CHUNK);
+	uint64_t bpos = start, line_off = start, line_len = 0;
+	size_t blen = 0, i = 0;
+	bool at_line_start = true, prev_blank = false;
+	unsigned char prev = '\n', line_first = 0;
+	int ret = -1;
+
+	if (sc == NULL || buf == NULL) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "out of memory reading the mbox";
+		goto cleanup;
+	}
+	for (;;) {
+		const unsigned char *nl;
+		size_t run;
+
+		/* Refill: keep at least 5 bytes ahead at a line start, so
+		 * that "From " is seen across chunk borders. */
+		if (i == blen || (at_line_start && blen - i < 5 &&
+				  bpos + blen < end)) {
+			size_t keep = blen - i, want;
+			ssize_t r;
+
+			if (bpos + blen >= end && keep == 0)
+				break;
+			memmove(buf, buf + i, keep);
+			bpos += i;
+			blen = keep;
+			i = 0;
+			want = SCAN_CHUNK - blen;
+			if (end - (bpos + blen) < want)
+				want = (size_t)(end - (bpos + blen));
+			if (want > 0) {
+				r = pread(fd, buf + blen, want,
+					  (off_t)(bpos + blen));
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0) {
+					*err_r = MAILDROP_ERR_TEMP;
+					*error_r = mbox_err("cannot read the "
+						"mbox: %s", r == 0 ?
+						"it shrank while reading" :
+						strerror(errno));
+					goto cleanup;
+				}
+				blen += (size_t)r;
+			}
+		}
+		if (at_line_start) {
+			uint64_t abs = bpos + i;
+			bool from = blen - i >= 5 &&
+				memcmp(buf + i, "From ", 5) == 0 &&
+				(abs == start || prev_blank);
+
+			if (from) {
+				if (sc->have_msg &&
+				    scan_finish(sc, sc->blank_off,
+						sc->bare_at_blank, '\n', out,
+						err_r, error_r) < 0)
+					goto cleanup;
+				memset(&sc->cur, 0, sizeof(sc->cur));
+				sc->cur.from_off = abs;
+				sc->have_msg = true;
+				sc->in_from = true;
+				sc->bare = 0;
+				sc->from_len = 0;
+				sc->cont_len = 0;
+			} else if (!sc->have_msg) {
+				*err_r = MAILDROP_ERR_PERM;
+				*error_r = "not an mbox file (the first line "
+					"is not a \"From \" line)";
+				goto cleanup;
+			}
+			line_off = abs;
+			line_len = 0;
+			at_line_start = false;
+		}
+		nl = memchr(buf + i, '\n', blen - i);
+		run = (nl != NULL ? (size_t)(nl - buf) + 1 : blen) - i;
+		if (sc->in_from) {
+			size_t n = FROM_DIGEST_MAX - sc->from_len;
+
+			if (n > run)
+				n = run;
+			memcpy(sc->from_buf + sc->from_len, buf + i, n);
+			sc->from_len += n;
+		} else if (sc->cont_len < CONTENT_DIGEST_MAX) {
+			size_t n = CONTENT_DIGEST_MAX - sc->cont_len;
+
+			if (n > run)
+				n = run;
+			memcpy(sc->cont_buf + sc->cont_len, buf + i, n);
+			sc->cont_len += n;
+		}
+		if (nl == NULL) {
+			if (line_len == 0)
+				line_first = buf[i];
+			line_len += run;
+			prev = buf[i + run - 1];
+			i += run;
+			continue;
+		}
+		{
+			size_t before = run - 1;        /* bytes before LF */
+			unsigned char cr_prev = before > 0 ? nl[-1] : prev;
+			bool blank;
+
+			if (line_len == 0 && before > 0)
+				line_first = buf[i];
+			line_len += before;
+			blank = line_len == 0 ||
+				(line_len == 1 && line_first == '\r');
+			if (sc->in_from) {
+				sc->in_from = false;
+				sc->cur.content_off = bpos + i + run;
+				prev_blank = false;
+			} else {
+				if (blank) {
+					sc->blank_off = line_off;
+					sc->bare_at_blank = sc->bare;
+				}
+				if (cr_prev != '\r')
+					sc->bare++;
+				prev_blank = blank;
+			}
+			prev = '\n';
+			i += run;
+			at_line_start = true;
+		}
+	}
+	if (sc->have_msg) {
+		uint64_t e = end, bare = sc->bare;
+
+		/* A final empty line is the separator MDAs write, not part
+		 * of the message. */
+		if (at_line_start && prev_blank && !sc->in_from) {
+			e = sc->blank_off;
+			bare = sc->bare_at_blank;
+			prev = '\n';
+		}
+		if (scan_finish(sc, e, bare, prev, out, err_r, error_r) < 0)
+			goto cleanup;
+	}
+	ret = 0;
+cleanup:
+	free(buf);
+	free(sc);
+	return ret;
+}
+
+/* Does the "From " line of r still stand at its offset?  1 yes, 0 no,
+ * -1 read error. */
+static int
+from_line_ok(int fd, const struct rec *r)
+{
+	unsigned char buf[FROM_DIGEST_MAX];
+	uint64_t len = r->content_off - r->from_off;
+
+	if (len > FROM_DIGEST_MAX)
+		len = FROM_DIGEST_MAX;
+	if (len < 5)
+		return 0;
+	if (pread_all(fd, buf, (size_t)len, r->from_off) < 0)
+		return errno == EIO ? 0 : -1;
+	return fnv1a64(buf, (size_t)len, FNV_INIT) == r->from_hash ? 1 : 0;
+}
+
+/* ---- index -------------------------------------------------------------- */
+
+struct index_head {
+	char magic[8];
+	uint64_t dev, ino, size;
+	int64_t mtime_sec, mtime_nsec;
+	uint64_t count, checksum;
+};
+
+static bool
+rec_plausible(const struct rec *r, uint64_t limit)
+{
+	if (r->content_off < r->from_off + 5 || r->content_off > limit ||
+	    r->raw_size > limit - r->content_off ||
+	    r->raw_size > MAILDROP_MAX_MESSAGE_SIZE)
+		return false;
+	if (r->raw_size == 0)
+		return r->size == 0;
+	return r->size >= r->raw_size && r->size <= 2 * r->raw_size + 2;
+}
+
+/* Load the index for the mbox stat'ed as st.  Returns the number of bytes
+ * it covers (records in *r), or 0 with nothing when unusable. *exact_r:
+ * the mbox has not changed at all. */
+static uint64_t
+index_load(const char *path, const struct stat *st, struct recs *r,
+	   bool *exact_r)
+{
+	struct index_head h;
+	struct stat ist;
+	size_t i;
+	int fd;
+
+	*exact_r = false;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &ist) < 0 || !S_ISREG(ist.st_mode) ||
+	    (uint64_t)ist.st_size < sizeof(h) ||
+	    pread_all(fd, &h, sizeof(h), 0) < 0 ||
+	    memcmp(h.magic, INDEX_MAGIC, 8) != 0 ||
+	    h.count > MAILDROP_MAX_MESSAGES ||
+	    (uint64_t)ist.st_size != sizeof(h) + h.count * sizeof(struct rec) ||
+	    h.dev != (uint64_t)st->st_dev || h.ino != (uint64_t)st->st_ino ||
+	    h.size > (uint64_t)st->st_size || (h.count == 0) != (h.size == 0))
+		goto unusable;
+	r->v = calloc(h.count == 0 ? 1 : h.count, sizeof(struct rec));
+	if (r->v == NULL)
+		goto unusable;
+	r->alloc = h.count == 0 ? 1 : h.count;
+	if (h.count > 0 && pread_all(fd, r->v, h.count * sizeof(struct rec),
+				     sizeof(h)) < 0)
+		goto unusable;
+	if (fnv1a64(r->v, h.count * sizeof(struct rec), FNV_INIT) !=
+	    h.checksum)
+		goto unusable;
+	for (i = 0; i < h.count; i++) {
+		uint64_t limit = i + 1 < h.count ? r->v[i + 1].from_off : h.size;
+
+		if ((i == 0 && r->v[0].from_off != 0) ||
+		    (i + 1 < h.count && r->v[i + 1].from_off <=
+		     r->v[i].from_off) || limit > h.size ||
+		    !rec_plausible(&r->v[i], limit))
+			goto unusable;
+	}
+	r->count = h.count;
+	close(fd);
+	*exact_r = h.size == (uint64_t)st->st_size &&
+		h.mtime_sec == (int64_t)st->st_mtim.tv_sec &&
+		h.mtime_nsec == (int64_t)st->st_mtim.tv_nsec;
+	return h.size;
+unusable:
+	close(fd);
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+	return 0;
+}
+
+/* Best effort: a missing index only costs a scan.  No fsync: a torn file
+ * fails its size or checksum check. */
+static void
+index_write(const char *path, const struct stat *st, uint64_t covered,
+	    const struct rec *v, size_t count)
+{
+	char tmp[PATH_MAX + 32], l[PATH_MAX + 16];
+	struct index_head h;
+	int fd, n;
+
+	n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return;
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, INDEX_MAGIC, 8);
+	h.dev = (uint64_t)st->st_dev;
+	h.ino = (uint64_t)st->st_ino;
+	h.size = covered;
+	h.mtime_sec = (int64_t)st->st_mtim.tv_sec;
+	h.mtime_nsec = (int64_t)st->st_mtim.tv_nsec;
+	h.count = count;
+	h.checksum = fnv1a64(v, count * sizeof(*v), FNV_INIT);
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0600);
+	if (fd < 0)
+		goto fail;
+	if (pwrite_all(fd, &h, sizeof(h), 0) < 0 ||
+	    (count > 0 && pwrite_all(fd, v, count * sizeof(*v), sizeof(h)) < 0)
+	    || close(fd) < 0) {
+		if (fd >= 0)
+			close(fd);
+		(void)unlink(tmp);
+		goto fail;
+	}
+	if (fault_step() < 0 || rename(tmp, path) < 0) {
+		(void)unlink(tmp);
+		goto fail;
+	}
+	return;
+fail:
+	log_msg(LOG_WARNING, "mbox: cannot write index %s: %s",
+		lp(l, sizeof(l), path), strerror(errno));
+}
+
+/* ---- UIDL state ---------------------------------------------------------- */
+
+struct uent {
+	uint64_t uid;
+	size_t order;
+	unsigned char id[ID_LEN];
+};
+
+struct ustate {
+	char epoch[17];
+	uint64_t next;
+	struct uent *v;
+	size_t count;
+};
+
+static void
+new_epoch(char out[17])
+{
+	unsigned char r[8];
+	size_t i;
+
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		uint64_t t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
+			now_ms();
+
+		for (i = 0; i < 8; i++)
+			r[i] = (unsigned char)(t >> (8 * i));
+	}
+	hex(r, 8, out);
+}
+
+/* 1 loaded, 0 missing, -1 unusable (damaged). */
+static int
+ustate_load(const char *path, struct ustate *u)
+{
+	char *buf = NULL, *p, *end, *nl, *last;
+	struct stat st;
+	size_t len, lines = 0, n = 0;
+	uint64_t v;
+	int fd, ret = -1;
+
+	memset(u, 0, sizeof(*u));
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > UIDL_FILE_MAX || st.st_size < 1)
+		goto cleanup;
+	len = (size_t)st.st_size;
+	buf = malloc(len + 1);
+	if (buf == NULL || pread_all(fd, buf, len, 0) < 0)
+		goto cleanup;
+	buf[len] = '\0';
+	if (buf[len - 1] != '\n' || memchr(buf, '\0', len) != NULL ||
+	    strncmp(buf, UIDL_VERSION_LINE, strlen(UIDL_VERSION_LINE)) != 0)
+		goto cleanup;
+	/* Last line: "checksum HEX16" over everything before it. */
+	buf[len - 1] = '\0';
+	last = strrchr(buf, '\n');
+	buf[len - 1] = '\n';
+	if (last == NULL || strlen(last + 1) != 9 + 16 + 1 ||
+	    strncmp(last + 1, "checksum ", 9) != 0)
+		goto cleanup;
+	{
+		char want[17];
+
+		snprintf(want, sizeof(want), "%016" PRIx64,
+			 fnv1a64(buf, (size_t)(last + 1 - buf), FNV_INIT));
+		if (memcmp(last + 10, want, 16) != 0)
+			goto cleanup;
+	}
+	end = last + 1;
+	p = buf + strlen(UIDL_VERSION_LINE);
+	/* "epoch HEX16" and "next N" */
+	if (strncmp(p, "epoch ", 6) != 0 || p[6 + 16] != '\n')
+		goto cleanup;
+	memcpy(u->epoch, p + 6, 16);
+	u->epoch[16] = '\0';
+	{
+		unsigned char tmp[8];
+
+		if (unhex(u->epoch, tmp, 8) < 0)
+			goto cleanup;
+	}
+	p += 6 + 16 + 1;
+	nl = memchr(p, '\n', (size_t)(end - p));
+	if (nl == NULL || strncmp(p, "next ", 5) != 0)
+		goto cleanup;
+	*nl = '\0';
+	if (parse_uint(p + 5, 1, UINT64_MAX / 2, &u->next) < 0)
+		goto cleanup;
+	p = nl + 1;
+	for (char *q = p; q < end; q = nl + 1) {
+		nl = memchr(q, '\n', (size_t)(end - q));
+		if (nl == NULL || nl - q > UIDL_LINE_MAX)
+			goto cleanup;
+		lines++;
+	}
+	if (lines > MAILDROP_MAX_MESSAGES)
+		goto cleanup;
+	u->v = calloc(lines == 0 ? 1 : lines, sizeof(*u->v));
+	if (u->v == NULL)
+		goto cleanup;
+	for (; p < end; p = nl + 1) {
+		char *sp;
+
+		nl = memchr(p, '\n', (size_t)(end - p));
+		*nl = '\0';
+		sp = strchr(p, ' ');
+		if (sp == NULL || (size_t)(nl - sp - 1) != 2 * ID_LEN)
+			goto cleanup;
+		*sp = '\0';
+		if (parse_uint(p, 1, u->next - 1, &v) < 0 ||
+		    unhex(sp + 1, u->v[n].id, ID_LEN) < 0)
+			goto cleanup;
+		/* Numbers only grow along the file. */
+		if (n > 0 && v <= u->v[n - 1].uid)
+			goto cleanup;
+		u->v[n].uid = v;
+		u->v[n].order = n;
+		n++;
+	}
+	u->count = n;
+	ret = 1;
+cleanup:
+	if (ret < 0) {
+		free(u->v);
+		u->v = NULL;
+		u->count = 0;
+	}
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+/* Write the state atomically and durably: the UIDLs a client saw must
+ * not change after a crash. */
+static int
+ustate_write(const char *path, const char *epoch, uint64_t next,
+	     const uint64_t *uids, const struct rec *recs, size_t count,
+	     const bool *skip)
+{
+	char tmp[PATH_MAX + 16], line[UIDL_LINE_MAX + 8], idhex[2 * ID_LEN + 1];
+	char *buf = NULL;
+	size_t len = 0, alloc = 0, i;
+	int fd = -1, n, ret = -1;
+
+	n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -1;
+	alloc = 64 + count * 56;
+	buf = malloc(alloc);
+	if (buf == NULL)
+		return -1;
+	len = (size_t)snprintf(buf, alloc, "%sepoch %s\nnext %" PRIu64 "\n",
+			       UIDL_VERSION_LINE, epoch, next);
+	for (i = 0; i < count; i++) {
+		if (skip != NULL && skip[i])
+			continue;
+		hex(recs[i].id, ID_LEN, idhex);
+		n = snprintf(line, sizeof(line), "%" PRIu64 " %s\n", uids[i],
+			     idhex);
+		if (len + (size_t)n + 32 > alloc)
+			goto cleanup;
+		memcpy(buf + len, line, (size_t)n);
+		len += (size_t)n;
+	}
+	len += (size_t)snprintf(buf + len, alloc - len, "checksum %016" PRIx64
+				"\n", fnv1a64(buf, len, FNV_INIT));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		  0600);
+	if (fd < 0)
+		goto cleanup;
+	if (pwrite_all(fd, buf, len, 0) < 0 || fsync_step(fd) < 0)
+		goto cleanup;
+	if (close(fd) < 0) {
+		fd = -1;
+		goto cleanup;
+	}
+	fd = -1;
+	if (fault_step() < 0 || rename(tmp, path) < 0)
+		goto cleanup;
+	(void)fsync_dir_of(path);
+	ret = 0;
+cleanup:
+	if (ret < 0) {
+		int e = errno;
+
+		(void)unlink(tmp);
+		errno = e;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return ret;
+}
+
+static int
+uent_cmp(const void *a, const void *b)
+{
+	const struct uent *x = a, *y = b;
+	int c = memcmp(x->id, y->id, ID_LEN);
+
+	if (c != 0)
+		return c;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* The first entry with this id at order >= from, in u->v sorted. */
+static struct uent *
+uent_find(struct ustate *u, const unsigned char *id, size_t from)
+{
+	size_t lo = 0, hi = u->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(u->v[mid].id, id, ID_LEN);
+
+		if (c < 0 || (c == 0 && u->v[mid].order < from))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < u->count && memcmp(u->v[lo].id, id, ID_LEN) == 0)
+		return &u->v[lo];
+	return NULL;
+}
+
+/* Give every message its number: messages found in the state keep theirs
+ * (matched in order, so that equal messages keep theirs too), the others
+ * get new ones.  Writes the state when anything changed. */
+static int
+assign_uids(struct maildrop *md, struct mbox *mb, enum maildrop_error *err_r,
+	    const char **error_r)
+{
+	char l[PATH_MAX + 16];
+	struct ustate u;
+	size_t i, from = 0, matched = 0;
+	bool changed = false, in_order = true;
+	int r;
+
+	r = ustate_load(mb->uidlpath, &u);
+	if (r < 0) {
+		char bad[PATH_MAX + 8];
+
+		/* Keep the damaged file for the admin; start afresh with a
+		 * new epoch so that no old UIDL comes back. */
+		snprintf(bad, sizeof(bad), "%s.bad", mb->uidlpath);
+		(void)rename(mb->uidlpath, bad);
+		log_msg(LOG_WARNING, "mbox: UIDL state %s is damaged (kept as "
+			".bad): rebuilt with a new epoch; clients may fetch "
+			"old messages again", lp(l, sizeof(l), mb->uidlpath));
+	} else if (r == 0 && md->count > 0) {
+		log_msg(LOG_NOTICE, "mbox: UIDL state %s is missing: rebuilt "
+			"with a new epoch", lp(l, sizeof(l), mb->uidlpath));
+	}
+	if (r <= 0) {
+		memset(&u, 0, sizeof(u));
+		new_epoch(u.epoch);
+		u.next = 1;
+		changed = true;
+	}
+	memcpy(mb->epoch, u.epoch, sizeof(mb->epoch));
+	mb->uids = calloc(md->count == 0 ? 1 : md->count, sizeof(uint64_t));
+	if (mb->uids == NULL) {
+		free(u.v);
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "out of memory assigning UIDLs";
+		return -1;
+	}
+	qsort(u.v, u.count, sizeof(*u.v), uent_cmp);
+	for (i = 0; i < md->count; i++) {
+		struct uent *e = uent_find(&u, mb->recs[i].id, from);
+
+		if (e != NULL) {
+			if (e->order != from)
+				in_order = false;
+			mb->uids[i] = e->uid;
+			from = e->order + 1;
+			matched++;
+		} else {
+			mb->uids[i] = u.next++;
+			changed = true;
+		}
+		snprintf(md->msgs[i].uidl, sizeof(md->msgs[i].uidl),
+			 "%s.%" PRIu64, mb->epoch, mb->uids[i]);
+	}
+	if (matched != u.count || !in_order)
+		changed = true;
+	/* Nothing to remember yet: no file for an empty maildrop. */
+	if (r == 0 && md->count == 0)
+		changed = false;
+	mb->next_uid = u.next;
+	free(u.v);
+	if (changed && ustate_write(mb->uidlpath, mb->epoch, mb->next_uid,
+				    mb->uids, mb->recs, md->count, NULL) < 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = mbox_err("cannot write the UIDL state %s: %s",
+				    lp(l, sizeof(l), mb->uidlpath),
+				    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- paths and locks ------------------------------------------------------- */
+
+/* DIR/.BASE.SUFFIX where DIR is the state directory or the mbox's. */
+static int
+state_path(const char *mbox, const char *suffix, char *out, size_t size)
+{
+	const char *slash = strrchr(mbox, '/'), *base;
+	int n;
+
+	if (slash == NULL || slash[1] == '\0')
+		return -1;
+	base = slash + 1;
+	if (settings.state_dir[0] != '\0')
+		n = snprintf(out, size, "%s/.%s.%s", settings.state_dir, base,
+			     suffix);
+	else
+		n = snprintf(out, size, "%.*s/.%s.%s", (int)(slash - mbox),
+			     mbox, base, suffix);
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+static int
+mbox_lock_path(const char *path, char *out, size_t size)
+{
+	char l[PATH_MAX + 16];
+
+	if (settings.state_dir[0] != '\0' &&
+	    mkdir(settings.state_dir, 0700) < 0 && errno != EEXIST) {
+		log_msg(LOG_ERR, "mbox: cannot create %s: %s",
+			lp(l, sizeof(l), settings.state_dir), strerror(errno));
+		return -1;
+	}
+	return state_path(path, "pop", out, size);
+}
+
+/* The delivery lock: dotlock, then fcntl on the mbox.  0 or -1. */
+static int
+delivery_lock(struct maildrop *md, struct mbox *mb,
+	      enum maildrop_error *err_r, const char **error_r)
+{
+	char l[PATH_MAX + 16];
+	struct flock fl;
+	uint64_t deadline;
+	int r;
+
+	r = dotlock_take(md->path, &settings.dotlock, &mb->dotlock, error_r);
+	if (r <= 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		if (r == 0)
+			*error_r = mbox_err("%s.lock is held by another "
+					    "program", lp(l, sizeof(l),
+							  md->path));
+		return -1;
+	}
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = mb->rdonly ? F_RDLCK : F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	deadline = now_ms() + (uint64_t)settings.dotlock.timeout * 1000;
+	while (fcntl(mb->fd, F_SETLK, &fl) < 0) {
+		struct timespec ts = { 0, 50 * 1000000L };
+
+		if ((errno != EACCES && errno != EAGAIN && errno != EINTR) ||
+		    now_ms() >= deadline) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = errno == EACCES || errno == EAGAIN ?
+				"the mbox is locked (fcntl) by another program"
+				: mbox_err("cannot lock the mbox: %s",
+					   strerror(errno));
+			dotlock_release(&mb->dotlock);
+			return -1;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+static void
+delivery_unlock(struct mbox *mb)
+{
+	struct flock fl;
+
+	if (mb->fd >= 0) {
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_UNLCK;
+		fl.l_whence = SEEK_SET;
+		(void)fcntl(mb->fd, F_SETLK, &fl);
+	}
+	dotlock_release(&mb->dotlock);
+}
+
+/* ---- journal ----------------------------------------------------------------- */
+
+struct journal {
+	uint64_t first, oldsize, newsize;
+	char tailhash[65], contenthash[65];
+};
+
+/* Write a journal whose content is: [src_from, src_to) of the mbox for
+ * each segment, as listed, then nothing else.  The content is built by
+ * the caller's callback in order; this writes header and fsyncs. */
+static int
+journal_header_write(int fd, const struct journal *j)
+{
+	char head[JOURNAL_HEADER_LEN];
+	int n;
+
+	memset(head, ' ', sizeof(head));
+	n = snprintf(head, sizeof(head), "%s %" PRIu64 " %" PRIu64 " %" PRIu64
+		     " %s %s", JOURNAL_MAGIC, j->first, j->oldsize, j->newsize,
+		     j->tailhash, j->contenthash);
+	if (n < 0 || (size_t)n >= sizeof(head) - 1)
+		return -1;
+	head[n] = ' ';
+	head[sizeof(head) - 1] = '\n';
+	return pwrite_all(fd, head, sizeof(head), 0);
+}
+
+/* Make tmp the journal: fsync it, rename, fsync the directory. */
+static int
+journal_commit_file(int fd, const char *tmp, const char *path)
+{
+	if (fsync_step(fd) < 0)
+		return -1;
+	if (fault_step() < 0 || rename(tmp, path) < 0)
+		return -1;
+	if (fault_step() < 0 || fsync_dir_of(path) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+journal_read(int fd, struct journal *j)
+{
+	char head[JOURNAL_HEADER_LEN + 1], *f[6], *p;
+	struct stat st;
+	int i;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    pread_all(fd, head, JOURNAL_HEADER_LEN, 0) < 0)
+		return -1;
+	head[JOURNAL_HEADER_LEN] = '\0';
+	if (head[JOURNAL_HEADER_LEN - 1] != '\n' ||
+	    strncmp(head, JOURNAL_MAGIC " ", strlen(JOURNAL_MAGIC) + 1) != 0)
+		return -1;
+	p = head + strlen(JOURNAL_MAGIC) + 1;
+	for (i = 0; i < 5; i++) {
+		char *sp = strchr(p, ' ');
+
+		if (sp == NULL)
+			return -1;
+		*sp = '\0';
+		f[i] = p;
+		p = sp + 1;
+	}
+	if (parse_uint(f[0], 0, INT64_MAX, &j->first) < 0 ||
+	    parse_uint(f[1], 0, INT64_MAX, &j->oldsize) < 0 ||
+	    parse_uint(f[2], 0, INT64_MAX, &j->newsize) < 0 ||
+	    j->first > j->newsize || j->newsize > j->oldsize ||
+	    strlen(f[3]) != 64 || strlen(f[4]) != 64)
+		return -1;
+	memcpy(j->tailhash, f[3], 65);
+	memcpy(j->contenthash, f[4], 65);
+	if ((uint64_t)st.st_size != JOURNAL_HEADER_LEN + j->newsize - j->first)
+		return -1;
+	return 0;
+}
+
+/* Copy n bytes from (in, ioff) to (out, ooff) in copy_chunk steps. */
+static int
+copy_range(int in, uint64_t ioff, int out, uint64_t ooff, uint64_t n,
+	   struct dotlock *dl)
+{
+	unsigned char *buf = malloc(copy_chunk);
+	uint64_t done = 0;
+	int ret = -1;
+
+	if (buf == NULL)
+		return -1;
+	while (done < n) {
+		size_t k = n - done < copy_chunk ? (size_t)(n - done) :
+			copy_chunk;
+
+		if (pread_all(in, buf, k, ioff + done) < 0 ||
+		    pwrite_all(out, buf, k, ooff + done) < 0)
+			goto cleanup;
+		done += k;
+		/* Keep the dotlock fresh during a long copy. */
+		if (dl != NULL && done % (64ULL << 20) < k)
+			(void)dotlock_touch(dl);
+	}
+	ret = 0;
+cleanup:
+	free(buf);
+	return ret;
+}
+
+/* Apply the journal at mb->journalpath to the mbox (delivery lock held).
+ *
+ * The journal says: the mbox must become its bytes [0, first), then the
+ * journal's content (newsize - first bytes), then whatever was appended
+ * past oldsize.  Where a crash stopped us:
+ *  - the mbox is still at least oldsize long and its bytes [newsize,
+ *    oldsize) are those recorded (tailhash): not truncated yet, the copy
+ *    may be partial; anything past oldsize was appended since.  The copy
+ *    is redone (the content comes from the journal, so that is safe);
+ *    appended mail is first added to a new journal, so that moving it
+ *    down is just as safe.
+ *  - otherwise, if [first, newsize) holds the content: the update was
+ *    complete; anything past newsize was appended since.
+ *  - otherwise the mbox was changed in an unknown way: touch nothing.
+ * 0 applied, -1 error. */
+static int
+journal_apply(struct maildrop *md, struct mbox *mb, const char **error_r)
+{
+	char h[65], l[PATH_MAX + 16], tmp[PATH_MAX + 8];
+	struct journal j;
+	struct stat st;
+	int jfd, nfd = -1, ret = -1;
+
+	jfd = open(mb->journalpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+		   O_NONBLOCK);
+	if (jfd < 0) {
+		*error_r = mbox_err("cannot open the journal %s: %s",
+				    lp(l, sizeof(l), mb->journalpath),
+				    strerror(errno));
+		return -1;
+	}
+	if (journal_read(jfd, &j) < 0 ||
+	    hash_range(jfd, JOURNAL_HEADER_LEN,
+		       JOURNAL_HEADER_LEN + j.newsize - j.first, h) < 0 ||
+	    strcmp(h, j.contenthash) != 0) {
+		*error_r = mbox_err("the journal %s is damaged; the mbox was "
+				    "left alone", lp(l, sizeof(l),
+						     mb->journalpath));
+		goto cleanup;
+	}
+	for (;;) {
+		if (fstat(mb->fd, &st) < 0) {
+			*error_r = mbox_err("cannot stat the mbox: %s",
+					    strerror(errno));
+			goto cleanup;
+		}
+		if ((uint64_t)st.st_size >= j.oldsize &&
+		    hash_range(mb->fd, j.newsize, j.oldsize, h) == 0 &&
+		    strcmp(h, j.tailhash) == 0) {
+			if ((uint64_t)st.st_size == j.oldsize)
+				break;
+			/* Mail appended after the crash: journal it too. */
+			{
+				struct journal j2 = j;
+				uint64_t extra = (uint64_t)st.st_size -
+					j.oldsize;
+
+				snprintf(tmp, sizeof(tmp), "%s.tmp",
+					 mb->journalpath);
+				nfd = open(tmp, O_RDWR | O_CREAT | O_TRUNC |
+					   O_NOFOLLOW | O_CLOEXEC, 0600);
+				if (nfd < 0)
+					goto io_error;
+				j2.oldsize = (uint64_t)st.st_size;
+				j2.newsize = j.newsize + extra;
+				if (copy_range(jfd, JOURNAL_HEADER_LEN, nfd,
+					       JOURNAL_HEADER_LEN,
+					       j.newsize - j.first, NULL) < 0 ||
+				    copy_range(mb->fd, j.oldsize, nfd,
+					       JOURNAL_HEADER_LEN + j.newsize -
+					       j.first, extra, NULL) < 0 ||
+				    hash_range(nfd, JOURNAL_HEADER_LEN,
+					       JOURNAL_HEADER_LEN + j2.newsize -
+					       j2.first, j2.contenthash) < 0 ||
+				    hash_range(mb->fd, j2.newsize, j2.oldsize,
+					       j2.tailhash) < 0 ||
+				    journal_header_write(nfd, &j2) < 0 ||
+				    journal_commit_file(nfd, tmp,
+							mb->journalpath) < 0)
+					goto io_error;
+				close(jfd);
+				jfd = nfd;
+				nfd = -1;
+				j = j2;
+				log_msg(LOG_NOTICE, "mbox: %s: %" PRIu64
+					" bytes appended during an interrupted"
+					" update were kept",
+					lp(l, sizeof(l), md->path), extra);
+			}
+			continue;
+		}
+		if ((uint64_t)st.st_size >= j.newsize &&
+		    hash_range(mb->fd, j.first, j.newsize, h) == 0 &&
+		    strcmp(h, j.contenthash) == 0) {
+			/* Already complete. */
+			if (fault_step() < 0 || unlink(mb->journalpath) < 0)
+				goto io_error;
+			(void)fsync_dir_of(mb->journalpath);
+			ret = 0;
+			goto cleanup;
+		}
+		*error_r = mbox_err("the mbox %s does not match its update "
+				    "journal %s; both were left alone",
+				    lp(l, sizeof(l), md->path),
+				    mb->journalpath);
+		goto cleanup;
+	}
+	if (copy_range(jfd, JOURNAL_HEADER_LEN, mb->fd, j.first,
+		       j.newsize - j.first, mb->dotlock) < 0 ||
+	    fsync_step(mb->fd) < 0 ||
+	    fault_step() < 0 || ftruncate(mb->fd, (off_t)j.newsize) < 0 ||
+	    fsync_step(mb->fd) < 0 ||
+	    fault_step() < 0 || unlink(mb->journalpath) < 0)
+		goto io_error;
+	(void)fsync_dir_of(mb->journalpath);
+	ret = 0;
+	goto cleanup;
+io_error:
+	*error_r = mbox_err("cannot update the mbox %s: %s",
+			    lp(l, sizeof(l), md->path), strerror(errno));
+cleanup:
+	if (nfd >= 0) {
+		close(nfd);
+		(void)unlink(tmp);
+	}
+	close(jfd);
+	return ret;
+}
+
+/* ---- driver ------------------------------------------------------------------ */
+
+static void
+mbox_free(struct mbox *mb)
+{
+	if (mb == NULL)
+		return;
+	dotlock_release(&mb->dotlock);
+	if (mb->fd >= 0)
+		close(mb->fd);
+	free(mb->recs);
+	free(mb->uids);
+	free(mb);
+}
+
+/* Read the messages of [0, st->st_size): from the index when it is
+ * current, else by scanning (all, or only what was appended). */
+static int
+load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
+	  struct recs *r, enum maildrop_error *err_r, const char **error_r)
+{
+	uint64_t size = (uint64_t)st->st_size, covered = 0;
+	bool exact = false, use_index = (md->flags & MAILDROP_NO_CACHE) == 0;
+	char head[5];
+
+	memset(r, 0, sizeof(*r));
+	if (size == 0)
+		return 0;
+	if (size < 5 || pread_all(mb->fd, head, 5, 0) < 0 ||
+	    memcmp(head, "From ", 5) != 0) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = "not an mbox file (the first line is not a "
+			"\"From \" line)";
+		return -1;
+	}
+	if (use_index)
+		covered = index_load(mb->indexpath, st, r, &exact);
+	if (covered > 0 && !exact) {
+		size_t i;
+
+		for (i = 0; i < r->count; i++)
+			if (from_line_ok(mb->fd, &r->v[i]) != 1)
+				break;
+		if (i < r->count) {
+			free(r->v);
+			memset(r, 0, sizeof(*r));
+			covered = 0;
+		} else {
+			/* The last message may have grown: scan again from
+			 * its "From " line. */
+			covered = r->v[--r->count].from_off;
+		}
+	}
+	if (!exact) {
+		if (covered == 0 && r->count > 0)
+			r->count = 0;
+		if (scan(mb->fd, covered, size, r, err_r, error_r) < 0)
+			return -1;
+		if (use_index)
+			index_write(mb->indexpath, st, size, r->v, r->count);
+	}
+	return 0;
+}
+
+static int
+mbox_open(struct maildrop *md, enum maildrop_error *err_r,
+	  const char **error_r)
+{
+	char l[PATH_MAX + 16];
+	struct mbox *mb;
+	struct recs r = { NULL, 0, 0 };
+	struct stat st;
+	size_t i;
+
+	*err_r = MAILDROP_OK;
+	*error_r = NULL;
+	md->priv = NULL;
+	mb = calloc(1, sizeof(*mb));
+	if (mb == NULL) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "out of memory opening the mbox";
+		return -1;
+	}
+	mb->fd = -1;
+	if (state_path(md->path, "uidl", mb->uidlpath,
+		       sizeof(mb->uidlpath)) < 0 ||
+	    state_path(md->path, "index", mb->indexpath,
+		       sizeof(mb->indexpath)) < 0 ||
+	    state_path(md->path, "journal", mb->journalpath,
+		       sizeof(mb->journalpath)) < 0) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = "mbox path is too long or has no file name";
+		goto fail;
+	}
+	mb->fd = open(md->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+		      O_NONBLOCK);
+	if (mb->fd < 0 && (errno == EACCES || errno == EROFS)) {
+		mb->rdonly = true;
+		mb->fd = open(md->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+			      O_NOCTTY | O_NONBLOCK);
+	}
+	if (mb->fd < 0) {
+		if (errno == ENOENT && access(mb->journalpath, F_OK) < 0) {
+			/* No mbox yet: an empty maildrop. */
+			if (assign_uids(md, mb, err_r, error_r) < 0)
+				goto fail;
+			md->priv = mb;
+			return 0;
+		}
+		*err_r = errno == ENOENT ? MAILDROP_ERR_TEMP : MAILDROP_ERR_PERM;
+		*error_r = errno == ENOENT ?
+			"the mbox is missing but an update journal exists" :
+			mbox_err("cannot open %s: %s",
+				 lp(l, sizeof(l), md->path), strerror(errno));
+		goto fail;
+	}
+	if (fstat(mb->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = mbox_err("%s is not a regular file",
+				    lp(l, sizeof(l), md->path));
+		goto fail;
+	}
+	if (delivery_lock(md, mb, err_r, error_r) < 0)
+		goto fail;
+	if (access(mb->journalpath, F_OK) == 0) {
+		if (mb->rdonly) {
+			*err_r = MAILDROP_ERR_PERM;
+			*error_r = "an update journal exists but the mbox is "
+				"read-only";
+			goto fail_unlock;
+		}
+		log_msg(LOG_NOTICE, "mbox: %s: finishing an interrupted update",
+			lp(l, sizeof(l), md->path));
+		if (journal_apply(md, mb, error_r) < 0) {
+			*err_r = MAILDROP_ERR_TEMP;
+			goto fail_unlock;
+		}
+	}
+	if (fstat(mb->fd, &st) < 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = mbox_err("cannot stat the mbox: %s", strerror(errno));
+		goto fail_unlock;
+	}
+	if (load_recs(md, mb, &st, &r, err_r, error_r) < 0)
+		goto fail_unlock;
+	delivery_unlock(mb);
+	mb->dev = st.st_dev;
+	mb->ino = st.st_ino;
+	mb->snap = (uint64_t)st.st_size;
+	mb->recs = r.v;
+	r.v = NULL;
+	if (r.count > 0) {
+		md->msgs = calloc(r.count, sizeof(*md->msgs));
+		if (md->msgs == NULL) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = "out of memory opening the mbox";
+			goto fail;
+		}
+	}
+	for (i = 0; i < r.count; i++) {
+		md->msgs[i].size = mb->recs[i].size;
+		md->msgs[i].raw_size = mb->recs[i].raw_size;
+		md->msgs[i].offset = (off_t)mb->recs[i].content_off;
+		md->total_size += mb->recs[i].size;
+	}
+	md->count = r.count;
+	md->priv = mb;
+	if (assign_uids(md, mb, err_r, error_r) < 0) {
+		md->priv = NULL;
+		goto fail;
+	}
+	return 0;
+fail_unlock:
+	delivery_unlock(mb);
+fail:
+	free(r.v);
+	mbox_free(mb);
+	if (*err_r == MAILDROP_ERR_PERM)
+		log_msg(LOG_ERR, "mbox: %s: %s", lp(l, sizeof(l), md->path),
+			*error_r);
+	return -1;
+}
+
+static int
+mbox_msg_open(struct maildrop *md, size_t idx, int *fd_r,
+	      const char **error_r)
+{
+	struct mbox *mb = md->priv;
+	struct stat st;
+
+	*fd_r = -1;
+	*error_r = NULL;
+	if (mb == NULL || idx >= md->count || mb->fd < 0) {
+		*error_r = "no such message";
+		return -1;
+	}
+	/* Another program may have rewritten the file in place: what we
+	 * send must be what we announced. */
+	if (fstat(mb->fd, &st) < 0 || (uint64_t)st.st_size < mb->snap ||
+	    from_line_ok(mb->fd, &mb->recs[idx]) != 1) {
+		*error_r = "the mbox was changed by another program";
+		return -1;
+	}
+	*fd_r = mb->fd;
+	return 0;
+}
+
+static void
+mbox_msg_close(struct maildrop *md, size_t idx, int fd)
+{
+	/* The descriptor is the mbox's own, kept for the session. */
+	(void)md;
+	(void)idx;
+	(void)fd;
+}
+
+/* Is the mbox still the snapshot, possibly with mail appended?  1 yes,
+ * 0 no (*why_r), -1 read error. */
+static int
+only_appended(struct maildrop *md, struct mbox *mb, const struct stat *st,
+	      const char **why_r)
+{
+	struct stat pst;
+	char head[5];
+	size_t i;
+	int r;
+
+	if (stat(md->path, &pst) < 0 || pst.st_dev != mb->dev ||
+	    pst.st_ino != mb->ino) {
+		*why_r = "the mbox file was replaced";
+		return 0;
+	}
+	if ((uint64_t)st->st_size < mb->snap) {
+		*why_r = "the mbox shrank";
+		return 0;
+	}
+	for (i = 0; i < md->count; i++) {
+		r = from_line_ok(mb->fd, &mb->recs[i]);
+		if (r != 1) {
+			*why_r = "messages moved inside the mbox";
+			return r;
+		}
+	}
+	if ((uint64_t)st->st_size > mb->snap &&
+	    (pread_all(mb->fd, head, 5, mb->snap) < 0 ||
+	     memcmp(head, "From ", 5) != 0)) {
+		*why_r = "data was added that is not a new message";
+		return 0;
+	}
+	return 1;
+}
+
+static int
+mbox_commit(struct maildrop *md, unsigned int *deleted_r,
+	    enum maildrop_error *err_r, const char **error_r)
+{
+	struct mbox *mb = md->priv;
+	char l[PATH_MAX + 16], tmp[PATH_MAX + 8];
+	struct journal j;
+	struct stat st;
+	uint64_t pos, cur, kept_end;
+	size_t i, first = SIZE_MAX;
+	unsigned int ndel = 0;
+	const char *why = NULL;
+	int jfd = -1, r;
+
+	*deleted_r = 0;
+	*err_r = MAILDROP_OK;
+	*error_r = NULL;
+	if (mb == NULL)
+		return 0;
+	for (i = 0; i < md->count; i++) {
+		if (md->msgs[i].deleted) {
+			if (first == SIZE_MAX)
+				first = i;
+			ndel++;
+		}
+	}
+	if (ndel == 0)
+		return 0;
+	if (mb->rdonly) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = "the mbox is read-only";
+		return -1;
+	}
+	fault_load();
+	if (delivery_lock(md, mb, err_r, error_r) < 0)
+		return -1;
+	if (access(mb->journalpath, F_OK) == 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "an update journal exists already";
+		goto fail;
+	}
+	if (fstat(mb->fd, &st) < 0)
+		goto io_error;
+	r = only_appended(md, mb, &st, &why);
+	if (r < 0)
+		goto io_error;
+	if (r == 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = mbox_err("the mbox %s was changed by another "
+				    "program during the session (%s): nothing "
+				    "was deleted", lp(l, sizeof(l), md->path),
+				    why);
+		goto fail;
+	}
+	cur = (uint64_t)st.st_size;
+
+	/* The new tail: kept messages from the first deleted one on (each
+	 * with the separator line after it), then what was appended. */
+	snprintf(tmp, sizeof(tmp), "%s.tmp", mb->journalpath);
+	jfd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		   0600);
+	if (jfd < 0)
+		goto io_error;
+	memset(&j, 0, sizeof(j));
+	j.first = mb->recs[first].from_off;
+	j.oldsize = cur;
+	pos = JOURNAL_HEADER_LEN;
+	for (i = first; i < md->count; i++) {
+		uint64_t end = i + 1 < md->count ? mb->recs[i + 1].from_off :
+			mb->snap;
+
+		if (md->msgs[i].deleted)
+			continue;
+		if (copy_range(mb->fd, mb->recs[i].from_off, jfd, pos,
+			       end - mb->recs[i].from_off, NULL) < 0)
+			goto io_error;
+		pos += end - mb->recs[i].from_off;
+	}
+	kept_end = j.first + (pos - JOURNAL_HEADER_LEN);
+	if (copy_range(mb->fd, mb->snap, jfd, pos, cur - mb->snap, NULL) < 0)
+		goto io_error;
+	pos += cur - mb->snap;
+	j.newsize = j.first + (pos - JOURNAL_HEADER_LEN);
+	if (hash_range(jfd, JOURNAL_HEADER_LEN, pos, j.contenthash) < 0 ||
+	    hash_range(mb->fd, j.newsize, j.oldsize, j.tailhash) < 0 ||
+	    journal_header_write(jfd, &j) < 0 ||
+	    journal_commit_file(jfd, tmp, mb->journalpath) < 0)
+		goto io_error;
+	close(jfd);
+	jfd = -1;
+	/* From here on the update happens: now or at the next open. */
+	if (journal_apply(md, mb, error_r) < 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		goto fail;
+	}
+	*deleted_r = ndel;
+	/* The kept messages at their new offsets, for the index and the
+	 * UIDL state. */
+	{
+		uint64_t shift = 0;
+		size_t n = 0;
+
+		for (i = 0; i < md->count; i++) {
+			uint64_t end = i + 1 < md->count ?
+				mb->recs[i + 1].from_off : mb->snap;
+			uint64_t len = end - mb->recs[i].from_off;
+
+			if (md->msgs[i].deleted) {
+				shift += len;
+				continue;
+			}
+			mb->recs[n] = mb->recs[i];
+			mb->recs[n].from_off -= shift;
+			mb->recs[n].content_off -= shift;
+			mb->uids[n] = mb->uids[i];
+			n++;
+		}
+		if ((md->flags & MAILDROP_NO_CACHE) == 0) {
+			if (n > 0 && fstat(mb->fd, &st) == 0)
+				index_write(mb->indexpath, &st, kept_end,
+					    mb->recs, n);
+			else
+				(void)unlink(mb->indexpath);
+		}
+		delivery_unlock(mb);
+		if (ustate_write(mb->uidlpath, mb->epoch, mb->next_uid,
+				 mb->uids, mb->recs, n, NULL) < 0)
+			log_msg(LOG_WARNING, "mbox: cannot write the UIDL "
+				"state %s: %s", lp(l, sizeof(l), mb->uidlpath),
+				strerror(errno));
+	}
+	/* The session ends after QUIT: nothing may use the old offsets. */
+	close(mb->fd);
+	mb->fd = -1;
+	return 0;
+io_error:
+	*err_r = MAILDROP_ERR_TEMP;
+	*error_r = mbox_err("cannot update the mbox %s: %s",
+			    lp(l, sizeof(l), md->path), strerror(errno));
+fail:
+	if (jfd >= 0) {
+		close(jfd);
+		(void)unlink(tmp);
+	}
+	delivery_unlock(mb);
+	return -1;
+}
+
+static void
+mbox_close(struct maildrop *md)
+{
+	mbox_free(md->priv);
+	md->priv = NULL;
+}
+
+const struct maildrop_driver maildrop_mbox = {
+	.name = "mbox",
+	.lock_path = mbox_lock_path,
+	.open = mbox_open,
+	.msg_open = mbox_msg_open,
+	.msg_close = mbox_msg_close,
+	.commit = mbox_commit,
+	.close = mbox_close,
+};

@@ -1,0 +1,899 @@
+/* check_mbox.c: unit tests for the mbox driver: the parser's edges,
+ * sizes against the bytes RETR sends, UIDL persistence, mail appended
+ * during a session, outside rewrites, the index, and the crash safety of
+ * the update (stopped at every write step). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "crlf.h"
+#include "log.h"
+#include "maildrop.h"
+
+static char tmpdir[1024];
+static char mboxpath[1100], uidlpath[1200], indexpath[1200],
+	journalpath[1200], faultpath[1200], logpath[1200];
+static int saved_stderr = -1;
+
+static void
+setup(void)
+{
+	const char *base = getenv("TMPDIR");
+	int fd;
+
+	if (base == NULL || *base == '\0')
+		base = "/tmp";
+	snprintf(tmpdir, sizeof(tmpdir), "%s/poplar-mbox.XXXXXX", base);
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(mboxpath, sizeof(mboxpath), "%s/alice", tmpdir);
+	snprintf(uidlpath, sizeof(uidlpath), "%s/.alice.uidl", tmpdir);
+	snprintf(indexpath, sizeof(indexpath), "%s/.alice.index", tmpdir);
+	snprintf(journalpath, sizeof(journalpath), "%s/.alice.journal",
+		 tmpdir);
+	snprintf(faultpath, sizeof(faultpath), "%s/fault", tmpdir);
+	snprintf(logpath, sizeof(logpath), "%s/log", tmpdir);
+	maildrop_mbox_configure(NULL, 300, 5);
+	unsetenv("POPLAR_MBOX_FAULT_FILE");
+	log_open(LOG_TARGET_STDERR, "check_mbox");
+	fflush(stderr);
+	saved_stderr = dup(2);
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	dup2(fd, 2);
+	close(fd);
+}
+
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		return rmdir(path);
+	return unlink(path);
+}
+
+static void
+teardown(void)
+{
+	fflush(stderr);
+	if (saved_stderr >= 0) {
+		dup2(saved_stderr, 2);
+		close(saved_stderr);
+		saved_stderr = -1;
+	}
+	unsetenv("POPLAR_MBOX_FAULT_FILE");
+	if (tmpdir[0] != '\0')
+		ck_assert_int_eq(nftw(tmpdir, rm_one, 16,
+				      FTW_DEPTH | FTW_PHYS), 0);
+	tmpdir[0] = '\0';
+}
+
+static char *
+log_text(void)
+{
+	static char buf[16384];
+	ssize_t n;
+	int fd;
+
+	fflush(stderr);
+	fd = open(logpath, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+static void
+write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+static void
+append_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+static char *
+read_file(const char *path, size_t *len_r)
+{
+	struct stat st;
+	char *buf;
+	int fd = open(path, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	buf = malloc((size_t)st.st_size + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(read(fd, buf, (size_t)st.st_size),
+			 (ssize_t)st.st_size);
+	buf[st.st_size] = '\0';
+	close(fd);
+	*len_r = (size_t)st.st_size;
+	return buf;
+}
+
+static struct maildrop *
+open_ok(void)
+{
+	enum maildrop_error err;
+	const char *error = NULL;
+	struct maildrop *md = maildrop_open(&maildrop_mbox, mboxpath, 0, &err,
+					    &error);
+
+	ck_assert_msg(md != NULL, "open failed: %s", error ? error : "?");
+	return md;
+}
+
+/* The stored bytes of message i, malloc'd. */
+static char *
+msg_bytes(struct maildrop *md, size_t i)
+{
+	const char *error = NULL;
+	char *buf = malloc(md->msgs[i].raw_size + 1);
+	int fd;
+
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_msg(md->driver->msg_open(md, i, &fd, &error) == 0, "%s",
+		      error ? error : "?");
+	ck_assert_int_eq(pread(fd, buf, md->msgs[i].raw_size,
+			       md->msgs[i].offset),
+			 (ssize_t)md->msgs[i].raw_size);
+	md->driver->msg_close(md, i, fd);
+	buf[md->msgs[i].raw_size] = '\0';
+	return buf;
+}
+
+/* The message must be want (stored form) and its size the octets the
+ * CRLF conversion gives. */
+static void
+check_msg(struct maildrop *md, size_t i, const char *want, size_t wlen)
+{
+	char *got = msg_bytes(md, i);
+	struct crlf_count cc;
+
+	ck_assert_uint_eq(md->msgs[i].raw_size, wlen);
+	ck_assert_msg(memcmp(got, want, wlen) == 0, "message %zu: got '%s'",
+		      i, got);
+	crlf_count_init(&cc);
+	crlf_count_feed(&cc, want, wlen);
+	ck_assert_uint_eq(md->msgs[i].size, crlf_count_finish(&cc));
+	free(got);
+}
+
+#define CHECK_MSG(md, i, s) check_msg(md, i, s, sizeof(s) - 1)
+#define WRITE_MBOX(s) write_file(mboxpath, s, sizeof(s) - 1)
+
+START_TEST(test_missing_and_empty)
+{
+	struct maildrop *md = open_ok();
+
+	ck_assert_uint_eq(md->count, 0);
+	ck_assert_uint_eq(md->total_size, 0);
+	maildrop_close(&md);
+	/* No state file for an empty maildrop. */
+	ck_assert_int_eq(access(uidlpath, F_OK), -1);
+	write_file(mboxpath, "", 0);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 0);
+	maildrop_close(&md);
+}
+END_TEST
+
+START_TEST(test_not_mbox)
+{
+	static const char *const texts[] = {
+		"Subject: hi\n\nbody\n", "From", "\nFrom a b\n", "from x\n",
+		" From x\n",
+	};
+	enum maildrop_error err;
+	const char *error = NULL;
+	size_t i, len;
+
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		char *back;
+
+		write_file(mboxpath, texts[i], strlen(texts[i]));
+		ck_assert_ptr_null(maildrop_open(&maildrop_mbox, mboxpath, 0,
+						 &err, &error));
+		ck_assert_int_eq(err, MAILDROP_ERR_PERM);
+		ck_assert_ptr_nonnull(strstr(error, "not an mbox"));
+		back = read_file(mboxpath, &len);
+		ck_assert_uint_eq(len, strlen(texts[i]));
+		ck_assert(memcmp(back, texts[i], len) == 0);
+		free(back);
+		ck_assert_int_eq(access(journalpath, F_OK), -1);
+	}
+	ck_assert_ptr_nonnull(strstr(log_text(), "not an mbox"));
+	/* Nothing was locked or left behind. */
+	{
+		char lk[1200];
+
+		snprintf(lk, sizeof(lk), "%s.lock", mboxpath);
+		ck_assert_int_eq(access(lk, F_OK), -1);
+	}
+}
+END_TEST
+
+START_TEST(test_basic)
+{
+	static const char mbox[] =
+		"From alice@example.org Mon Jan  1 00:00:00 2024\n"
+		"Subject: one\n\nbody one\n>From quoted\n\n"
+		"From bob@example.org Mon Jan  1 00:00:01 2024\n"
+		"Subject: two\nX-UIDL: forged\n\n.dot line\nFrom in body\n\n"
+		"From carol@example.org Mon Jan  1 00:00:02 2024\n"
+		"Subject: three\n\n\n";
+	struct maildrop *md;
+
+	write_file(mboxpath, mbox, sizeof(mbox) - 1);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 3);
+	CHECK_MSG(md, 0, "Subject: one\n\nbody one\n>From quoted\n");
+	/* "From " not after an empty line is body. */
+	CHECK_MSG(md, 1, "Subject: two\nX-UIDL: forged\n\n.dot line\n"
+		  "From in body\n");
+	/* The last message keeps its own empty line; the final one is the
+	 * separator. */
+	CHECK_MSG(md, 2, "Subject: three\n\n");
+	ck_assert_uint_eq(md->total_size, md->msgs[0].size + md->msgs[1].size +
+			  md->msgs[2].size);
+	/* X-UIDL is not trusted. */
+	ck_assert_str_ne(md->msgs[1].uidl, "forged");
+	ck_assert_str_ne(md->msgs[0].uidl, md->msgs[1].uidl);
+	ck_assert_str_ne(md->msgs[1].uidl, md->msgs[2].uidl);
+	maildrop_close(&md);
+}
+END_TEST
+
+START_TEST(test_edges)
+{
+	struct maildrop *md;
+
+	/* No final newline. */
+	WRITE_MBOX("From a\nx\n\nFrom b\nlast");
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 2);
+	CHECK_MSG(md, 0, "x\n");
+	CHECK_MSG(md, 1, "last");
+	ck_assert_uint_eq(md->msgs[1].size, 6);
+	maildrop_close(&md);
+
+	/* A "From " line and nothing else; an empty message between. */
+	WRITE_MBOX("From a\n\nFrom b\nFrom c");
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 2);
+	CHECK_MSG(md, 0, "");
+	CHECK_MSG(md, 1, "From c");
+	maildrop_close(&md);
+	WRITE_MBOX("From only");
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 1);
+	CHECK_MSG(md, 0, "");
+	maildrop_close(&md);
+
+	/* CRLF stored: sizes equal raw sizes, separators are "\r\n". */
+	WRITE_MBOX("From a\r\nS: 1\r\n\r\nb\r\n\r\nFrom b\r\nS: 2\r\n"
+		   "\r\n");
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 2);
+	CHECK_MSG(md, 0, "S: 1\r\n\r\nb\r\n");
+	CHECK_MSG(md, 1, "S: 2\r\n");
+	ck_assert_uint_eq(md->msgs[0].size, md->msgs[0].raw_size);
+	maildrop_close(&md);
+
+	/* NUL bytes and a lone CR. */
+	WRITE_MBOX("From a\nx\0y\rz\n\n");
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 1);
+	check_msg(md, 0, "x\0y\rz\n", 6);
+	maildrop_close(&md);
+}
+END_TEST
+
+/* Lines longer than the read buffer, and "From " across its border. */
+START_TEST(test_long_lines)
+{
+	size_t big = 3 * 1024 * 1024 + 17, len, i, pos;
+	char *buf = malloc(2 * big + 200);
+	struct maildrop *md;
+
+	ck_assert_ptr_nonnull(buf);
+	pos = (size_t)sprintf(buf, "From a\n");
+	for (i = 0; i < big; i++)
+		buf[pos++] = (char)('a' + i % 26);
+	buf[pos++] = '\n';
+	/* A filler line so that the next "From " starts 2 bytes before a
+	 * 1 MiB border of the read buffer. */
+	{
+		size_t mib = 1024 * 1024;
+		size_t t = (pos / mib + 2) * mib - 2, fill = t - 1 - pos - 1;
+
+		memset(buf + pos, 'q', fill);
+		pos += fill;
+		buf[pos++] = '\n';
+		buf[pos++] = '\n';
+		ck_assert_uint_eq(pos, t);
+	}
+	pos += (size_t)sprintf(buf + pos, "From b\nshort\n");
+	len = pos;
+	write_file(mboxpath, buf, len);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 2);
+	CHECK_MSG(md, 1, "short\n");
+	ck_assert_uint_eq(md->msgs[0].raw_size,
+			  (size_t)(md->msgs[1].offset) - 7 - 7 - 1);
+	maildrop_close(&md);
+	free(buf);
+}
+END_TEST
+
+static size_t
+uidls(struct maildrop *md, char out[][POP3_UIDL_MAX + 1], size_t max)
+{
+	size_t i;
+
+	for (i = 0; i < md->count && i < max; i++)
+		strcpy(out[i], md->msgs[i].uidl);
+	return i;
+}
+
+static void
+make_mbox(size_t n, size_t body_lines)
+{
+	FILE *f = fopen(mboxpath, "w");
+	size_t i, j;
+
+	ck_assert_ptr_nonnull(f);
+	for (i = 0; i < n; i++) {
+		fprintf(f, "From sender%zu@example.org Mon Jan  1 00:00:00 "
+			"2024\nMessage-Id: <%zu@test>\nSubject: %zu\n\n", i, i,
+			i);
+		for (j = 0; j < body_lines + i % 3; j++)
+			fprintf(f, "line %zu of %zu%s\n", j, i,
+				j == 1 ? "\r" : "");
+		if (i % 7 == 0)
+			fprintf(f, ">From quoted\n.dot\n");
+		fprintf(f, "\n");
+	}
+	fclose(f);
+}
+
+static unsigned int
+commit_ok(struct maildrop *md)
+{
+	enum maildrop_error err;
+	const char *error = NULL;
+	unsigned int deleted = 0;
+
+	ck_assert_msg(md->driver->commit(md, &deleted, &err, &error) == 0,
+		      "commit: %s", error ? error : "?");
+	return deleted;
+}
+
+START_TEST(test_uidl_persistence)
+{
+	char a[8][POP3_UIDL_MAX + 1], b[8][POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+	size_t i, j;
+
+	make_mbox(5, 2);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, a, 8), 5);
+	maildrop_close(&md);
+	ck_assert_int_eq(access(uidlpath, F_OK), 0);
+	ck_assert_ptr_nonnull(strstr(log_text(), "UIDL state"));
+	/* Same again. */
+	md = open_ok();
+	uidls(md, b, 8);
+	for (i = 0; i < 5; i++)
+		ck_assert_str_eq(a[i], b[i]);
+	/* Delete 2 and 4 (1-based); the others keep their UIDLs. */
+	md->msgs[1].deleted = true;
+	md->msgs[3].deleted = true;
+	ck_assert_uint_eq(commit_ok(md), 2);
+	maildrop_close(&md);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 3);
+	ck_assert_str_eq(md->msgs[0].uidl, a[0]);
+	ck_assert_str_eq(md->msgs[1].uidl, a[2]);
+	ck_assert_str_eq(md->msgs[2].uidl, a[4]);
+	maildrop_close(&md);
+	/* A message delivered again with the very same bytes as a deleted
+	 * one gets a new UIDL: numbers are never reused. */
+	{
+		static const char again[] =
+			"From sender1@example.org Mon Jan  1 00:00:00 2024\n"
+			"Message-Id: <1@test>\nSubject: 1\n\nline 0 of 1\n"
+			"line 1 of 1\r\nline 2 of 1\n\n";
+
+		append_file(mboxpath, again, sizeof(again) - 1);
+	}
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 4);
+	for (j = 0; j < 5; j++)
+		ck_assert_str_ne(md->msgs[3].uidl, a[j]);
+	uidls(md, b, 8);
+	maildrop_close(&md);
+	/* The state file lost: rebuilt, logged, and no old UIDL comes
+	 * back. */
+	ck_assert_int_eq(unlink(uidlpath), 0);
+	md = open_ok();
+	ck_assert_ptr_nonnull(strstr(log_text(), "is missing: rebuilt"));
+	for (i = 0; i < md->count; i++)
+		for (j = 0; j < 4; j++)
+			ck_assert_str_ne(md->msgs[i].uidl, b[j]);
+	uidls(md, a, 8);
+	maildrop_close(&md);
+	/* Damaged: kept aside, rebuilt, logged. */
+	{
+		size_t len;
+		char *s = read_file(uidlpath, &len), bad[1300];
+
+		s[len / 2] ^= 1;
+		write_file(uidlpath, s, len);
+		free(s);
+		md = open_ok();
+		ck_assert_ptr_nonnull(strstr(log_text(), "is damaged"));
+		for (i = 0; i < md->count; i++)
+			ck_assert_str_ne(md->msgs[i].uidl, a[i]);
+		maildrop_close(&md);
+		snprintf(bad, sizeof(bad), "%s.bad", uidlpath);
+		ck_assert_int_eq(access(bad, F_OK), 0);
+	}
+}
+END_TEST
+
+/* Mail appended during a session is not seen and survives the update. */
+START_TEST(test_append_during_session)
+{
+	static const char newmsg[] = "From new@example.org Tue Jan  2 00:00:00 "
+		"2024\nSubject: new\n\nnew body\n\n";
+	char first[POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+
+	make_mbox(4, 3);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 4);
+	strcpy(first, md->msgs[0].uidl);
+	append_file(mboxpath, newmsg, sizeof(newmsg) - 1);
+	ck_assert_uint_eq(md->count, 4);
+	md->msgs[0].deleted = true;
+	md->msgs[2].deleted = true;
+	ck_assert_uint_eq(commit_ok(md), 2);
+	maildrop_close(&md);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 3);
+	CHECK_MSG(md, 2, "Subject: new\n\nnew body\n");
+	ck_assert_str_ne(md->msgs[2].uidl, first);
+	maildrop_close(&md);
+	ck_assert_int_eq(access(journalpath, F_OK), -1);
+}
+END_TEST
+
+/* Another program rewrote the mbox: nothing is applied. */
+START_TEST(test_outside_rewrite)
+{
+	enum maildrop_error err;
+	const char *error = NULL;
+	unsigned int deleted = 99;
+	struct maildrop *md;
+	size_t len, len2;
+	char *before, *after;
+
+	make_mbox(4, 3);
+	md = open_ok();
+	/* Drop the first message the way a mail reader would, in place. */
+	before = read_file(mboxpath, &len);
+	{
+		char *second = strstr(before + 1, "\n\nFrom ") + 2;
+
+		write_file(mboxpath, second, len - (size_t)(second - before));
+	}
+	free(before);
+	before = read_file(mboxpath, &len);
+	md->msgs[1].deleted = true;
+	ck_assert_int_eq(md->driver->commit(md, &deleted, &err, &error), -1);
+	ck_assert_int_eq(err, MAILDROP_ERR_TEMP);
+	ck_assert_ptr_nonnull(strstr(error, "changed by another program"));
+	ck_assert_uint_eq(deleted, 0);
+	after = read_file(mboxpath, &len2);
+	ck_assert_uint_eq(len, len2);
+	ck_assert(memcmp(before, after, len) == 0);
+	/* RETR of a message that moved refuses to send wrong bytes. */
+	{
+		int fd;
+
+		ck_assert_int_eq(md->driver->msg_open(md, 3, &fd, &error), -1);
+	}
+	free(before);
+	free(after);
+	maildrop_close(&md);
+
+	/* Junk appended that is not a message: also refused. */
+	make_mbox(2, 1);
+	md = open_ok();
+	append_file(mboxpath, "garbage\n", 8);
+	md->msgs[0].deleted = true;
+	ck_assert_int_eq(md->driver->commit(md, &deleted, &err, &error), -1);
+	ck_assert_int_eq(err, MAILDROP_ERR_TEMP);
+	maildrop_close(&md);
+}
+END_TEST
+
+/* The index: used when current, and a damaged one is harmless. */
+START_TEST(test_index)
+{
+	char a[16][POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+	uint64_t sizes[16];
+	size_t i, n, len;
+	char *s;
+
+	make_mbox(10, 4);
+	md = open_ok();
+	n = uidls(md, a, 16);
+	for (i = 0; i < n; i++)
+		sizes[i] = md->msgs[i].size;
+	maildrop_close(&md);
+	ck_assert_int_eq(access(indexpath, F_OK), 0);
+	/* Appended: the indexed part is reused, the new part read. */
+	append_file(mboxpath, "From z\nnew\n", 11);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, n + 1);
+	for (i = 0; i < n; i++) {
+		ck_assert_uint_eq(md->msgs[i].size, sizes[i]);
+		ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+	}
+	CHECK_MSG(md, n, "new\n");
+	maildrop_close(&md);
+	/* Damage the index: same result. */
+	s = read_file(indexpath, &len);
+	s[len - 3] ^= 0x55;
+	write_file(indexpath, s, len);
+	free(s);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, n + 1);
+	ck_assert_str_eq(md->msgs[0].uidl, a[0]);
+	ck_assert_uint_eq(md->msgs[n - 1].size, sizes[n - 1]);
+	maildrop_close(&md);
+	/* Disabled: not read nor written. */
+	unlink(indexpath);
+	{
+		enum maildrop_error err;
+		const char *error;
+
+		md = maildrop_open(&maildrop_mbox, mboxpath, MAILDROP_NO_CACHE,
+				   &err, &error);
+		ck_assert_ptr_nonnull(md);
+		maildrop_close(&md);
+		ck_assert_int_eq(access(indexpath, F_OK), -1);
+	}
+}
+END_TEST
+
+/* ---- crash safety ---------------------------------------------------------- */
+
+#define FI_MESSAGES 300
+#define FI_APPEND "From late@example.org Wed Jan  3 00:00:00 2024\n" \
+	"Subject: late\n\nappended during the session\n\n"
+
+/* The expected stored message bodies, from a parse of the fixture. */
+struct expect {
+	char *body[FI_MESSAGES + 1];
+	size_t len[FI_MESSAGES + 1];
+	char uidl[FI_MESSAGES + 1][POP3_UIDL_MAX + 1];
+	size_t count;
+};
+
+static void
+expect_load(struct expect *e)
+{
+	struct maildrop *md = open_ok();
+	size_t i;
+
+	e->count = md->count;
+	for (i = 0; i < md->count; i++) {
+		e->body[i] = msg_bytes(md, i);
+		e->len[i] = md->msgs[i].raw_size;
+		strcpy(e->uidl[i], md->msgs[i].uidl);
+	}
+	maildrop_close(&md);
+}
+
+static void
+expect_free(struct expect *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->count; i++)
+		free(e->body[i]);
+}
+
+static bool
+deleted_in_test(size_t i)
+{
+	return i % 3 == 1 || i == 0;
+}
+
+static size_t
+kept_in_test(size_t n)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++)
+		if (!deleted_in_test(i))
+			k++;
+	return k;
+}
+
+/* Child: open, mark, let mail arrive, commit with the fault at step at.
+ * Exit 0 when the commit completed, 1 when it failed cleanly. */
+static void
+fault_child(long at, const char *mode)
+{
+	enum maildrop_error err;
+	const char *error;
+	unsigned int deleted;
+	struct maildrop *md;
+	char text[64];
+	size_t i;
+
+	snprintf(text, sizeof(text), "%ld %s 97\n", at, mode);
+	write_file(faultpath, text, strlen(text));
+	setenv("POPLAR_MBOX_FAULT_FILE", faultpath, 1);
+	md = maildrop_open(&maildrop_mbox, mboxpath, 0, &err, &error);
+	if (md == NULL)
+		_exit(3);
+	for (i = 0; i < md->count; i++)
+		md->msgs[i].deleted = deleted_in_test(i);
+	append_file(mboxpath, FI_APPEND, sizeof(FI_APPEND) - 1);
+	if (md->driver->commit(md, &deleted, &err, &error) < 0)
+		_exit(1);
+	maildrop_close(&md);
+	_exit(0);
+}
+
+/* After the crash: open (recovery) and compare with before or after. */
+static bool
+check_after_fault(const struct expect *e)
+{
+	struct maildrop *md;
+
+	/* The killed updater left its dotlock; its holder is dead. */
+	maildrop_mbox_configure(NULL, 0, 5);
+	md = open_ok();
+	size_t i, k = 0;
+	bool applied;
+	char *b;
+
+	/* Either every message (update not applied) or only the kept ones,
+	 * then the appended one, exactly once. */
+	applied = md->count != e->count + 1;
+	if (applied)
+		ck_assert_uint_eq(md->count, kept_in_test(e->count) + 1);
+	for (i = 0; i < e->count; i++) {
+		if (applied && deleted_in_test(i))
+			continue;
+		ck_assert_uint_lt(k, md->count);
+		b = msg_bytes(md, k);
+		ck_assert_uint_eq(md->msgs[k].raw_size, e->len[i]);
+		ck_assert_msg(memcmp(b, e->body[i], e->len[i]) == 0,
+			      "message %zu differs", i);
+		ck_assert_str_eq(md->msgs[k].uidl, e->uidl[i]);
+		free(b);
+		k++;
+	}
+	ck_assert_uint_eq(k + 1, md->count);
+	b = msg_bytes(md, k);
+	ck_assert_str_eq(b, "Subject: late\n\nappended during the session\n");
+	free(b);
+	maildrop_close(&md);
+	ck_assert_int_eq(access(journalpath, F_OK), -1);
+	return applied;
+}
+
+/* Put the mailbox and the UIDL state back as they were before the first
+ * run (saved when first is set), and drop the index. */
+static void
+restore(const char *fixture, size_t flen, bool first)
+{
+	char ui[1300];
+	size_t ulen;
+	char *u;
+
+	write_file(mboxpath, fixture, flen);
+	snprintf(ui, sizeof(ui), "%s.keep", uidlpath);
+	u = read_file(first ? uidlpath : ui, &ulen);
+	write_file(first ? ui : uidlpath, u, ulen);
+	free(u);
+	unlink(indexpath);
+}
+
+static void
+fault_run(const char *mode, long step, long *points_r, long *applied_r)
+{
+	struct expect e;
+	long at;
+	char *fixture;
+	size_t flen;
+
+	make_mbox(FI_MESSAGES, 2);
+	fixture = read_file(mboxpath, &flen);
+	expect_load(&e);
+	*points_r = 0;
+	*applied_r = 0;
+	for (at = 1;; at += step) {
+		pid_t pid;
+		int status;
+
+		/* Start each run from the same mailbox and UIDL state. */
+		restore(fixture, flen, at == 1);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0)
+			fault_child(at, mode);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFEXITED(status));
+		unsetenv("POPLAR_MBOX_FAULT_FILE");
+		if (check_after_fault(&e))
+			(*applied_r)++;
+		if (WEXITSTATUS(status) == 0)
+			break;
+		ck_assert_msg(WEXITSTATUS(status) == 86 ||
+			      WEXITSTATUS(status) == 1, "child exit %d",
+			      WEXITSTATUS(status));
+		(*points_r)++;
+	}
+	expect_free(&e);
+	free(fixture);
+}
+
+START_TEST(test_fault_every_step)
+{
+	long points, applied;
+
+	fault_run("exit", 1, &points, &applied);
+	/* Hundreds of distinct steps, and both outcomes seen. */
+	ck_assert_int_ge(points, 300);
+	ck_assert_int_gt(applied, 0);
+	ck_assert_int_lt(applied, points);
+	fprintf(stdout, "fault injection (kill): %ld steps, %ld applied on "
+		"recovery\n", points, applied);
+}
+END_TEST
+
+START_TEST(test_fault_short_writes)
+{
+	long points, applied;
+
+	fault_run("short", 3, &points, &applied);
+	ck_assert_int_ge(points, 100);
+}
+END_TEST
+
+START_TEST(test_fault_enospc)
+{
+	long points, applied;
+
+	fault_run("enospc", 5, &points, &applied);
+	ck_assert_int_ge(points, 60);
+}
+END_TEST
+
+/* A crash after the journal was written, then mail delivered by an MDA
+ * that broke the stale dotlock, then the next session. */
+START_TEST(test_recovery_with_append)
+{
+	struct expect e;
+	long at;
+	size_t flen;
+	char *fixture;
+
+	make_mbox(40, 2);
+	fixture = read_file(mboxpath, &flen);
+	expect_load(&e);
+	for (at = 1; at < 400; at += 7) {
+		char lk[1200];
+		pid_t pid;
+		int status;
+
+		restore(fixture, flen, at == 1);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0)
+			fault_child(at, "exit");
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		unsetenv("POPLAR_MBOX_FAULT_FILE");
+		if (WEXITSTATUS(status) == 0) {
+			(void)check_after_fault(&e);
+			break;
+		}
+		/* The crash left the dotlock; an MDA breaks it and appends
+		 * at the end of whatever the file is now. */
+		snprintf(lk, sizeof(lk), "%s.lock", mboxpath);
+		unlink(lk);
+		append_file(mboxpath, "From mda\nlater\n\n", 16);
+		{
+			struct maildrop *md = open_ok();
+
+			char *b = msg_bytes(md, md->count - 1);
+
+			ck_assert_str_eq(b, "later\n");
+			free(b);
+			b = msg_bytes(md, md->count - 2);
+			ck_assert_str_eq(b, "Subject: late\n\nappended "
+					 "during the session\n");
+			free(b);
+			ck_assert(md->count == e.count + 2 ||
+				  md->count == kept_in_test(e.count) + 2);
+			maildrop_close(&md);
+		}
+	}
+	expect_free(&e);
+	free(fixture);
+}
+END_TEST
+
+static Suite *
+mbox_suite(void)
+{
+	Suite *s = suite_create("mbox");
+	TCase *tc = tcase_create("parser");
+	TCase *tf = tcase_create("faults");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_missing_and_empty);
+	tcase_add_test(tc, test_not_mbox);
+	tcase_add_test(tc, test_basic);
+	tcase_add_test(tc, test_edges);
+	tcase_add_test(tc, test_long_lines);
+	tcase_add_test(tc, test_uidl_persistence);
+	tcase_add_test(tc, test_append_during_session);
+	tcase_add_test(tc, test_outside_rewrite);
+	tcase_add_test(tc, test_index);
+	suite_add_tcase(s, tc);
+
+	tcase_add_checked_fixture(tf, setup, teardown);
+	tcase_set_timeout(tf, 240);
+	tcase_add_test(tf, test_fault_every_step);
+	tcase_add_test(tf, test_fault_short_writes);
+	tcase_add_test(tf, test_fault_enospc);
+	tcase_add_test(tf, test_recovery_with_append);
+	suite_add_tcase(s, tf);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	sr = srunner_create(mbox_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
