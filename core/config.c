@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "config.h"
+#include "dotlock.h"
 #include "maildrop.h"
 #include "params.h"
 #include "util.h"
@@ -704,11 +706,22 @@ userdb_set(struct parser *p, size_t k, char *v)
 
 /* ---- [maildrop] -------------------------------------------------------- */
 
-enum { MK_LOCATION, MK_SIZE_CACHE };
+enum { MK_LOCATION, MK_SIZE_CACHE, MK_STATE_DIR, MK_DOTLOCK_STALE_AGE,
+       MK_LOCK_TIMEOUT, MK_MAIL_GROUP };
 static const char *const maildrop_keys[] = {
 	[MK_LOCATION] = "location",
 	[MK_SIZE_CACHE] = "size_cache",
+	[MK_STATE_DIR] = "state_dir",
+	[MK_DOTLOCK_STALE_AGE] = "dotlock_stale_age",
+	[MK_LOCK_TIMEOUT] = "lock_timeout",
+	[MK_MAIL_GROUP] = "mail_group",
 };
+
+/* A stale dotlock is one a day old at most: MDAs break theirs after
+ * minutes.  Waiting for a lock longer than 10 minutes would outlast any
+ * client's patience. */
+#define MAILDROP_STALE_AGE_MAX 86400
+#define MAILDROP_LOCK_TIMEOUT_MAX 600
 
 static int
 maildrop_set(struct parser *p, size_t k, char *v)
@@ -729,6 +742,33 @@ maildrop_set(struct parser *p, size_t k, char *v)
 			return -1;
 		cfg->maildrop_cache = keep(cfg, yes_no_names[e]);
 		return 0;
+	case MK_STATE_DIR:
+		if (maildrop_path_valid(v, &why) < 0)
+			return fail(p, p->line, "invalid state_dir '%s': %s", v,
+				    why != NULL ? why : "unknown reason");
+		cfg->maildrop_state_dir = keep(cfg, v);
+		return 0;
+	case MK_DOTLOCK_STALE_AGE:
+		return set_uint32(p, v, 0, MAILDROP_STALE_AGE_MAX,
+				  &cfg->maildrop_stale_age);
+	case MK_LOCK_TIMEOUT:
+		return set_uint32(p, v, 0, MAILDROP_LOCK_TIMEOUT_MAX,
+				  &cfg->maildrop_lock_timeout);
+	case MK_MAIL_GROUP: {
+		const struct group *gr = getgrnam(v);
+		uint64_t id;
+
+		if (gr != NULL) {
+			cfg->maildrop_mail_gid = (long)gr->gr_gid;
+		} else if (parse_uint(v, 0, CONFIG_ID_MAX, &id) == 0) {
+			cfg->maildrop_mail_gid = (long)id;
+		} else {
+			return fail(p, p->line, "invalid mail_group '%s': no "
+				    "such group", v);
+		}
+		cfg->maildrop_mail_group = keep(cfg, v);
+		return 0;
+	}
 	}
 	return fail(p, p->line, "internal error: maildrop key %zu", k);
 }
@@ -1089,6 +1129,9 @@ config_parse(const char *name, const char *text, size_t len, char *err,
 	cfg->userdb_driver = USERDB_SYSTEM;
 	cfg->userdb_default_uid = -1;
 	cfg->userdb_default_gid = -1;
+	cfg->maildrop_stale_age = DOTLOCK_DEFAULT_STALE_AGE;
+	cfg->maildrop_lock_timeout = DOTLOCK_DEFAULT_TIMEOUT;
+	cfg->maildrop_mail_gid = -1;
 
 	memset(&p, 0, sizeof(p));
 	p.cfg = cfg;
@@ -1214,6 +1257,12 @@ config_print(const struct config *cfg, FILE *out)
 	fprintf(out, "\n[maildrop]\n");
 	print_value(out, "location", cfg->maildrop_location);
 	print_value(out, "size_cache", cfg->maildrop_cache);
+	if (cfg->maildrop_state_dir != NULL)
+		print_value(out, "state_dir", cfg->maildrop_state_dir);
+	fprintf(out, "dotlock_stale_age = %u\n", cfg->maildrop_stale_age);
+	fprintf(out, "lock_timeout = %u\n", cfg->maildrop_lock_timeout);
+	if (cfg->maildrop_mail_group != NULL)
+		print_value(out, "mail_group", cfg->maildrop_mail_group);
 
 	for (size_t i = 0; i < cfg->nmodules; i++) {
 		const struct module_config *m = &cfg->modules[i];

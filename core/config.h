@@ -96,6 +96,11 @@ struct config {
 	/* [maildrop] */
 	char *maildrop_location;        /* default maildir:%h/Maildir */
 	char *maildrop_cache;           /* size cache: "yes"/"no" for now */
+	char *maildrop_state_dir;       /* mbox state files; NULL: beside */
+	unsigned int maildrop_stale_age;        /* s, dotlock breaking */
+	unsigned int maildrop_lock_timeout;     /* s, delivery lock wait */
+	char *maildrop_mail_group;      /* kept as a supplementary group */
+	long maildrop_mail_gid;         /* -1: none */
 
 	/* [module NAME], in file order */
 	struct module_config *modules;

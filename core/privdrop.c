@@ -1,17 +1,63 @@
 /* privdrop.c: giving up root for good after authentication.
  *
  * Runs as root.  Order matters: supplementary groups first (they need
- * root), then the gid, then the uid; afterwards regaining uid 0 must fail. */
+ * root), then the gid, then the uid; afterwards regaining uid 0 must fail.
+ * The mail group, when configured, is one more supplementary group: it
+ * gives write access to a root:mail 2775 spool directory for dotlocks,
+ * and nothing else (files the session creates there get the directory's
+ * group through its setgid bit anyway). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <unistd.h>
 #include "privdrop.h"
 
+/* initgroups, plus extra (when set) as one more supplementary group. */
+static int
+set_groups(const char *name, gid_t gid, gid_t extra)
+{
+	gid_t groups[NGROUPS_MAX + 1];
+	int n;
+
+	if (initgroups(name, gid) < 0 && setgroups(1, &gid) < 0)
+		return -1;
+	if (extra == (gid_t)-1)
+		return 0;
+	n = getgroups(NGROUPS_MAX, groups);
+	if (n < 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == extra)
+			return 0;
+	groups[n++] = extra;
+	return setgroups((size_t)n, groups);
+}
+
+/* Is g among our supplementary groups? */
+static int
+has_group(gid_t g)
+{
+	gid_t groups[NGROUPS_MAX + 1];
+	int n = getgroups(NGROUPS_MAX, groups);
+
+	for (int i = 0; i < n; i++)
+		if (groups[i] == g)
+			return 1;
+	return 0;
+}
+
 int
 privdrop_to_user(const char *name, uid_t uid, gid_t gid, const char **error_r)
+{
+	return privdrop_to_user_group(name, uid, gid, (gid_t)-1, error_r);
+}
+
+int
+privdrop_to_user_group(const char *name, uid_t uid, gid_t gid,
+		       gid_t extra_gid, const char **error_r)
 {
 	uid_t ruid, euid, suid;
 	gid_t rgid, egid, sgid;
@@ -34,7 +80,7 @@ privdrop_to_user(const char *name, uid_t uid, gid_t gid, const char **error_r)
 		*error_r = "refusing to serve a maildrop as root";
 		return -1;
 	}
-	if (initgroups(name, gid) < 0 && setgroups(1, &gid) < 0) {
+	if (set_groups(name, gid, extra_gid) < 0) {
 		*error_r = "setgroups failed";
 		return -1;
 	}
@@ -50,6 +96,10 @@ privdrop_to_user(const char *name, uid_t uid, gid_t gid, const char **error_r)
 	    suid != uid || getresgid(&rgid, &egid, &sgid) < 0 || rgid != gid ||
 	    egid != gid || sgid != gid) {
 		*error_r = "privileges not dropped as expected";
+		return -1;
+	}
+	if (extra_gid != (gid_t)-1 && !has_group(extra_gid)) {
+		*error_r = "mail group not kept after dropping privileges";
 		return -1;
 	}
 	if (setuid(0) == 0 || seteuid(0) == 0) {

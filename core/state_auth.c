@@ -262,7 +262,10 @@ session_login(struct poplar_session *s, const char *user, const char *method,
 		uid = (uid_t)s->cfg->userdb_default_uid;
 	if (gid == (gid_t)-1 && s->cfg->userdb_default_gid >= 0)
 		gid = (gid_t)s->cfg->userdb_default_gid;
-	if (privdrop_to_user(u.name, uid, gid, &error) < 0)
+	if (privdrop_to_user_group(u.name, uid, gid,
+				   s->cfg->maildrop_mail_gid >= 0 ?
+				   (gid_t)s->cfg->maildrop_mail_gid :
+				   (gid_t)-1, &error) < 0)
 		return login_abort(s, "[SYS/PERM]", "cannot serve this user",
 				   error);
 
@@ -270,6 +273,20 @@ session_login(struct poplar_session *s, const char *user, const char *method,
 			      sizeof(path), &error);
 	if (drv == NULL)
 		return login_abort(s, "[SYS/PERM]", "no maildrop", error);
+	if (drv == &maildrop_mbox) {
+		char statedir[4096];
+
+		if (s->cfg->maildrop_state_dir != NULL &&
+		    maildrop_expand_path(s->cfg->maildrop_state_dir, u.name,
+					 u.home, statedir, sizeof(statedir),
+					 &error) < 0)
+			return login_abort(s, "[SYS/PERM]", "no maildrop",
+					   error);
+		maildrop_mbox_configure(s->cfg->maildrop_state_dir != NULL ?
+					statedir : NULL,
+					s->cfg->maildrop_stale_age,
+					s->cfg->maildrop_lock_timeout);
+	}
 	if (drv->lock_path(path, lockpath, sizeof(lockpath)) < 0)
 		return login_abort(s, "[SYS/TEMP]", "cannot lock maildrop",
 				   "lock path");

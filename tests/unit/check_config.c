@@ -167,6 +167,11 @@ START_TEST(test_minimal)
 
 	ck_assert_str_eq(cfg->maildrop_location, "maildir:%h/Maildir");
 	ck_assert_str_eq(cfg->maildrop_cache, "yes");
+	ck_assert_ptr_null(cfg->maildrop_state_dir);
+	ck_assert_uint_eq(cfg->maildrop_stale_age, 300);
+	ck_assert_uint_eq(cfg->maildrop_lock_timeout, 30);
+	ck_assert_ptr_null(cfg->maildrop_mail_group);
+	ck_assert_int_eq(cfg->maildrop_mail_gid, -1);
 
 	ck_assert_uint_eq(cfg->nmodules, 1);
 	m = config_module(cfg, "pass");
@@ -594,6 +599,59 @@ START_TEST(test_bad_enums)
 	bad("[maildrop]\nsize_cache = true\n", 2, "invalid size_cache");
 	bad("[maildrop]\n\nlocation = nosuchdriver:/x\n", 3,
 	    "invalid location");
+}
+END_TEST
+
+START_TEST(test_maildrop_mbox_keys)
+{
+	struct config *cfg = parse_ok(
+		"[server]\nlog = stderr\n"
+		"[listen a]\naddress = 127.0.0.1:1110\nauth = pass\n"
+		"[maildrop]\nlocation = mbox:/var/mail/%u\n"
+		"state_dir = %h/.poplar\n"
+		"dotlock_stale_age = 0\nlock_timeout = 600\n"
+		"mail_group = 0\n"
+		"[module pass]\n");
+	char *out = print_to_string(cfg);
+
+	ck_assert_str_eq(cfg->maildrop_state_dir, "%h/.poplar");
+	ck_assert_uint_eq(cfg->maildrop_stale_age, 0);
+	ck_assert_uint_eq(cfg->maildrop_lock_timeout, 600);
+	/* A name or a number; gid 0 is "root" on every system. */
+	ck_assert_int_eq(cfg->maildrop_mail_gid, 0);
+	ck_assert_ptr_nonnull(strstr(out, "\n[maildrop]\nlocation = "
+		"mbox:/var/mail/%u\nsize_cache = yes\nstate_dir = %h/.poplar\n"
+		"dotlock_stale_age = 0\nlock_timeout = 600\nmail_group = 0\n"));
+	free(out);
+	config_free(&cfg);
+
+	cfg = parse_ok("[server]\nlog = stderr\n"
+		       "[listen a]\naddress = 127.0.0.1:1110\nauth = pass\n"
+		       "[maildrop]\nmail_group = root\n[module pass]\n");
+	ck_assert_int_eq(cfg->maildrop_mail_gid, 0);
+	ck_assert_str_eq(cfg->maildrop_mail_group, "root");
+	out = print_to_string(cfg);
+	ck_assert_ptr_nonnull(strstr(out, "dotlock_stale_age = 300\n"
+				     "lock_timeout = 30\nmail_group = root\n"));
+	free(out);
+	config_free(&cfg);
+
+	bad("[maildrop]\n\nmail_group = no-such-group-here\n", 3,
+	    "invalid mail_group 'no-such-group-here': no such group");
+	bad("[maildrop]\nmail_group = -1\n", 2, "invalid mail_group");
+	bad("[maildrop]\ndotlock_stale_age = 86401\n", 2,
+	    "invalid dotlock_stale_age '86401': expected a number from 0 "
+	    "to 86400");
+	bad("[maildrop]\ndotlock_stale_age = -1\n", 2,
+	    "invalid dotlock_stale_age");
+	bad("[maildrop]\nlock_timeout = 601\n", 2, "invalid lock_timeout");
+	bad("[maildrop]\nlock_timeout = 1x\n", 2, "invalid lock_timeout");
+	bad("[maildrop]\nstate_dir = relative/dir\n", 2,
+	    "invalid state_dir 'relative/dir': maildrop location must be "
+	    "an absolute path");
+	bad("[maildrop]\nstate_dir = /x/%q\n", 2, "invalid state_dir");
+	bad("[maildrop]\nlock_timeout = 1\nlock_timeout = 2\n", 3,
+	    "duplicate");
 }
 END_TEST
 
@@ -1035,6 +1093,7 @@ config_suite(void)
 	tcase_add_test(tc, test_bad_lines);
 	tcase_add_test(tc, test_bad_numbers);
 	tcase_add_test(tc, test_bad_enums);
+	tcase_add_test(tc, test_maildrop_mbox_keys);
 	tcase_add_test(tc, test_tls_settings);
 	tcase_add_test(tc, test_trusted_networks);
 	tcase_add_test(tc, test_duplicate_keys_sections);
