@@ -103,6 +103,12 @@ host_plaintext_allowed(struct poplar_session *s)
 	return plaintext_allowed(s);
 }
 
+static const char *
+host_greeting_token(struct poplar_session *s)
+{
+	return s->greeting_token;
+}
+
 const struct poplar_host poplar_host_services = {
 	.abi_major = POPLAR_MODULE_ABI_MAJOR,
 	.abi_minor = POPLAR_MODULE_ABI_MINOR,
@@ -120,6 +126,7 @@ const struct poplar_host poplar_host_services = {
 	.verify_password = userdb_verify_password,
 	.secure_compare = secure_compare,
 	.wipe = secure_wipe,
+	.greeting_token = host_greeting_token,
 };
 
 /* ---- loading -------------------------------------------------------------- */

@@ -128,6 +128,10 @@ struct poplar_host {
 	int (*secure_compare)(const void *a, const void *b, size_t len);
 	/* Wipe memory so that the compiler cannot drop it. */
 	void (*wipe)(void *p, size_t len);
+
+	/* The token the greeting carried (APOP's timestamp), or "" when it
+	 * had none.  It stays the session's token after STLS. */
+	const char *(*greeting_token)(struct poplar_session *s);
 };
 
 /* One login method a module offers, as --policy reports it. */

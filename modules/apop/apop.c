@@ -137,19 +137,21 @@ static enum poplar_outcome
 cmd_apop(struct poplar_session *s, void *sess, unsigned int argc,
 	 char **argv, struct poplar_outcome_info *out)
 {
-	struct apop_sess *as = sess;
 	const struct poplar_host *host = the_mod->host;
+	/* The greeting's token, which outlives STLS (the module's own
+	 * session state does not). */
+	const char *timestamp = host->greeting_token(s);
 	char secret[APOP_SECRET_MAX + 1];
 	const char *error = NULL;
 	size_t slen = 0;
 	int r;
 
-	(void)s;
+	(void)sess;
 	(void)argc;
 	out->method = "apop";
 	strncpy(out->user, argv[0], POPLAR_USER_MAX);
 	out->user[POPLAR_USER_MAX] = '\0';
-	if (as->timestamp[0] == '\0') {
+	if (timestamp == NULL || timestamp[0] != '<') {
 		out->message = "APOP is not available in this session";
 		return POPLAR_ERR;
 	}
@@ -167,11 +169,11 @@ cmd_apop(struct poplar_session *s, void *sess, unsigned int argc,
 	}
 	if (r == 0) {
 		/* Same work as for a user with a secret. */
-		(void)apop_verify(as->timestamp, "-", 1, argv[1]);
+		(void)apop_verify(timestamp, "-", 1, argv[1]);
 		out->reason = "unknown user or no APOP secret";
 		return POPLAR_LOGIN_FAIL;
 	}
-	r = apop_verify(as->timestamp, secret, slen, argv[1]);
+	r = apop_verify(timestamp, secret, slen, argv[1]);
 	host->wipe(secret, sizeof(secret));
 	if (!r) {
 		out->reason = strlen(argv[1]) == 32 ? "wrong digest"
