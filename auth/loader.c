@@ -15,6 +15,7 @@
 #include "loader.h"
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 #include "userdb.h"
 #include "util.h"
 
@@ -109,6 +110,18 @@ host_greeting_token(struct poplar_session *s)
 	return s->greeting_token;
 }
 
+static int
+host_tls_ssf(struct poplar_session *s)
+{
+	return tls_session_ssf(s);
+}
+
+static const char *
+host_tls_peer_identity(struct poplar_session *s)
+{
+	return tls_session_peer_identity(s);
+}
+
 const struct poplar_host poplar_host_services = {
 	.abi_major = POPLAR_MODULE_ABI_MAJOR,
 	.abi_minor = POPLAR_MODULE_ABI_MINOR,
@@ -127,6 +140,8 @@ const struct poplar_host poplar_host_services = {
 	.secure_compare = secure_compare,
 	.wipe = secure_wipe,
 	.greeting_token = host_greeting_token,
+	.tls_ssf = host_tls_ssf,
+	.tls_peer_identity = host_tls_peer_identity,
 };
 
 /* ---- loading -------------------------------------------------------------- */

@@ -40,6 +40,12 @@ struct loaded_module *module_find(const char *name);
 size_t modules_count(void);
 struct loaded_module *module_at(size_t i);
 
+/* Run the check callback of every loaded module that has one (-t with
+ * verbose = 0, --check-kerberos with verbose = 1).  Returns 0, or -1
+ * when a module reported a problem that will make logins fail;
+ * *nchecked_r is the number of modules checked. */
+int modules_check(FILE *out, int verbose, size_t *nchecked_r);
+
 /* --list-modules: every *.so in dir, with its ABI and what it offers. */
 int modules_list(const char *dir, FILE *out);
 

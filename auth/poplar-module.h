@@ -132,7 +132,21 @@ struct poplar_host {
 	/* The token the greeting carried (APOP's timestamp), or "" when it
 	 * had none.  It stays the session's token after STLS. */
 	const char *(*greeting_token)(struct poplar_session *s);
+
+	/* Strength of the session's TLS in bits (the cipher's secret key
+	 * bits: SASL's external SSF), 0 without TLS. */
+	int (*tls_ssf)(struct poplar_session *s);
+	/* The client certificate's identity when the TLS handshake verified
+	 * one against [tls] client_ca: its subject commonName.  NULL
+	 * otherwise.  The host owns the string; it stays valid for the
+	 * session. */
+	const char *(*tls_peer_identity)(struct poplar_session *s);
 };
+
+/* True when the running host's struct poplar_host has member m: a module
+ * checks this before using a member appended after the first release. */
+#define POPLAR_HOST_HAS(host, m) \
+	((host)->size >= offsetof(struct poplar_host, m) + sizeof((host)->m))
 
 /* One login method a module offers, as --policy reports it. */
 struct poplar_method_policy {

@@ -34,7 +34,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: poplard [-c FILE] [-F] [-t] [-i LISTENER] [-V] "
-		"[--list-modules] [--policy]\n"
+		"[--list-modules] [--policy] [--check-kerberos]\n"
 		"  -c FILE          configuration file (default %s/poplar/poplar.conf)\n"
 		"  -F               stay in the foreground, log to stderr too\n"
 		"  -t               check the configuration and modules, print the\n"
@@ -43,7 +43,9 @@ usage(FILE *out)
 		"  -V               print the version\n"
 		"  --list-modules   list the modules in module_dir\n"
 		"  --policy         per listener: each login method before and after\n"
-		"                   TLS, and what it exposes\n",
+		"                   TLS, and what it exposes\n"
+		"  --check-kerberos the modules' Kerberos set-up in detail: keytab,\n"
+		"                   principals, host name, realm, replay cache\n",
 		POPLAR_SYSCONFDIR);
 }
 
@@ -95,13 +97,15 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "list-modules", no_argument, NULL, 'L' },
 		{ "policy", no_argument, NULL, 'P' },
+		{ "check-kerberos", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path = POPLAR_SYSCONFDIR "/poplar/poplar.conf";
 	const char *inetd_listener = NULL;
-	int foreground = 0, check = 0, list = 0, policy = 0, c, rc;
+	int foreground = 0, check = 0, list = 0, policy = 0, kcheck = 0, c, rc;
+	size_t nchecked;
 	struct config *cfg;
 	char err[2048];
 
@@ -118,6 +122,7 @@ main(int argc, char **argv)
 			return 0;
 		case 'L': list = 1; break;
 		case 'P': policy = 1; break;
+		case 'K': kcheck = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -141,7 +146,7 @@ main(int argc, char **argv)
 	}
 
 	/* Logging: -t and errors before start-up go to stderr. */
-	if (check || policy || cfg->log == LOG_TARGET_STDERR)
+	if (check || policy || kcheck || cfg->log == LOG_TARGET_STDERR)
 		log_open(LOG_TARGET_STDERR, "poplard");
 	else {
 		log_open(LOG_TARGET_SYSLOG, "poplard");
@@ -163,8 +168,23 @@ main(int argc, char **argv)
 	if (policy) {
 		policy_print(cfg, stdout);
 		rc = 0;
+	} else if (kcheck) {
+		rc = modules_check(stdout, 1, &nchecked) < 0 ? 1 : 0;
+		if (nchecked == 0)
+			printf("no loaded module uses Kerberos (kpop, or pass "
+			       "with backend = krb5): nothing to check\n");
+		else
+			printf("%s\n", rc == 0 ? "Kerberos set-up OK"
+			       : "Kerberos set-up has problems (see above)");
 	} else if (check) {
 		policy_warn(cfg, stderr);
+		if (modules_check(stderr, 0, &nchecked) < 0) {
+			fprintf(stderr, "%s: module checks failed\n", path);
+			modules_unload_all();
+			tls_deinit();
+			config_free(&cfg);
+			return 1;
+		}
 		fprintf(stderr, "%s: configuration OK, %zu module%s loaded\n",
 			path, modules_count(), modules_count() == 1 ? "" : "s");
 		config_print(cfg, stdout);

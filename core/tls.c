@@ -27,6 +27,9 @@ static SSL_CTX *server_ctx;
 struct tls_conn {
 	SSL *ssl;
 	int fd_in, fd_out;
+	/* The verified client certificate's identity, looked up once. */
+	bool peer_looked_up;
+	char peer_identity[256];
 };
 
 /* The SSL of the current session (one session per process). */
@@ -317,4 +320,69 @@ tls_session_cipher(const struct poplar_session *s)
 	if (!(s->flags & SESSION_FLAG_TLS) || current == NULL)
 		return "-";
 	return SSL_get_cipher_name(current->ssl);
+}
+
+int
+tls_session_ssf(const struct poplar_session *s)
+{
+	int bits;
+
+	if (!(s->flags & SESSION_FLAG_TLS) || current == NULL)
+		return 0;
+	bits = SSL_get_cipher_bits(current->ssl, NULL);
+	return bits > 0 ? bits : 0;
+}
+
+/* The last commonName of the certificate's subject into out, or "". */
+static void
+cert_common_name(X509 *cert, char *out, size_t size)
+{
+	X509_NAME *subject = X509_get_subject_name(cert);
+	int i = -1, last = -1;
+	unsigned char *utf8 = NULL;
+	int len;
+
+	out[0] = '\0';
+	if (subject == NULL)
+		return;
+	/* Bounded by the number of entries in the name. */
+	while ((i = X509_NAME_get_index_by_NID(subject, NID_commonName, i))
+	       >= 0)
+		last = i;
+	if (last < 0)
+		return;
+	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(
+				  X509_NAME_get_entry(subject, last)));
+	if (len <= 0 || (size_t)len >= size) {
+		OPENSSL_free(utf8);
+		return;
+	}
+	for (int k = 0; k < len; k++)
+		if (utf8[k] < 0x20 || utf8[k] == 0x7f) {
+			OPENSSL_free(utf8);
+			return;
+		}
+	memcpy(out, utf8, (size_t)len);
+	out[len] = '\0';
+	OPENSSL_free(utf8);
+}
+
+const char *
+tls_session_peer_identity(const struct poplar_session *s)
+{
+	if (!(s->flags & SESSION_FLAG_TLS) || current == NULL)
+		return NULL;
+	if (!current->peer_looked_up) {
+		X509 *cert = SSL_get_peer_certificate(current->ssl);
+
+		current->peer_looked_up = true;
+		current->peer_identity[0] = '\0';
+		if (cert != NULL && SSL_get_verify_result(current->ssl) ==
+		    X509_V_OK)
+			cert_common_name(cert, current->peer_identity,
+					 sizeof(current->peer_identity));
+		X509_free(cert);
+	}
+	return current->peer_identity[0] != '\0' ? current->peer_identity
+						  : NULL;
 }

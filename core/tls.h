@@ -30,4 +30,16 @@ int tls_start(struct poplar_session *s, int fd_in, int fd_out, int timeout_ms,
 const char *tls_session_version(const struct poplar_session *s);
 const char *tls_session_cipher(const struct poplar_session *s);
 
+/* The strength of the session's TLS in bits (the cipher's secret key
+ * bits, what SASL calls the external SSF), or 0 without TLS. */
+int tls_session_ssf(const struct poplar_session *s);
+
+/* The identity in the client certificate that the handshake verified
+ * against [tls] client_ca: the subject's commonName (the last one when
+ * there are several).  NULL without TLS, without a verified certificate,
+ * or when that commonName is empty, longer than 255 bytes or holds a
+ * control character or NUL.  The string lives as long as the session's
+ * TLS. */
+const char *tls_session_peer_identity(const struct poplar_session *s);
+
 #endif
