@@ -292,6 +292,27 @@ module_at(size_t i)
 	return i < nloaded ? loaded[i] : NULL;
 }
 
+int
+modules_check(FILE *out, int verbose, size_t *nchecked_r)
+{
+	int rc = 0;
+
+	*nchecked_r = 0;
+	for (size_t i = 0; i < nloaded; i++) {
+		const struct poplar_module *d = loaded[i]->desc;
+
+		/* check exists from ABI 1.1 on; before, the slot was reserved. */
+		if (d->abi_minor < 1 || d->check == NULL)
+			continue;
+		(*nchecked_r)++;
+		if (verbose)
+			fprintf(out, "module %s:\n", loaded[i]->name);
+		if (d->check(loaded[i]->mod, out, verbose) < 0)
+			rc = -1;
+	}
+	return rc;
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {

@@ -22,13 +22,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define POPLAR_MODULE_ABI_MAJOR 1
-#define POPLAR_MODULE_ABI_MINOR 0
+#define POPLAR_MODULE_ABI_MINOR 1
 #define POPLAR_MODULE_SYMBOL "poplar_module"
 
 /* Longest local user name a module may return (bytes, without NUL). */
@@ -235,8 +236,16 @@ struct poplar_module {
 	int (*login_veto)(void *mod, const char *user, const char *method,
 			  const char **reason_r);
 
+	/* Since ABI 1.1.  Self-check for `poplard -t` (verbose = 0: print
+	 * only problems, with advice) and `poplard --check-kerberos`
+	 * (verbose = 1: also what was found: keytab, principals, realm...).
+	 * Called in the master after init, with the privileges poplard was
+	 * started with.  Writes lines to out; returns 0 when logins can
+	 * work, -1 when a problem will make them fail.  Optional. */
+	int (*check)(void *mod, FILE *out, int verbose);
+
 	/* Reserved for later minor versions: must be NULL. */
-	void *reserved[6];
+	void *reserved[5];
 };
 
 #ifdef __cplusplus
