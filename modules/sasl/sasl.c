@@ -12,10 +12,13 @@
  *
  * Runs as root before login when poplard does: it only parses bounded,
  * base64-checked lines and hands them to Cyrus. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sasl/sasl.h>
 #include "poplar-module.h"
 #include "sasl_core.h"
@@ -105,6 +108,13 @@ cb_log(void *context, int level, const char *message)
 		prio = POPLAR_LOG_WARNING;
 		break;
 	case SASL_LOG_FAIL:
+		/* The first failure message names the cause (e.g. "cannot
+		 * connect to saslauthd server"). */
+		if (exchange_log.active && exchange_log.message[0] == '\0')
+			snprintf(exchange_log.message,
+				 sizeof(exchange_log.message), "%s", message);
+		prio = POPLAR_LOG_INFO;
+		break;
 	case SASL_LOG_NOTE:
 		prio = POPLAR_LOG_INFO;
 		break;
@@ -236,7 +246,7 @@ session_mechs(struct sasl_mod *m, struct poplar_session *s, char *out,
 /* ---- the exchange ------------------------------------------------------------ */
 
 struct exchange_bufs {
-	char *line;             /* SASL_LINE_MAX + 1 bytes + NUL */
+	char *line;             /* SASL_LINE_MAX + 2 bytes */
 	unsigned char *data;    /* decoded client data */
 	char *enc;              /* encoded server data */
 	size_t enc_size;
@@ -291,10 +301,11 @@ static enum client_reply
 read_reply(const struct poplar_host *h, struct poplar_session *s,
 	   struct exchange_bufs *b, size_t *len_r)
 {
-	long n = h->read_line(s, b->line, SASL_LINE_MAX + 1);
+	/* Room for SASL_LINE_MAX bytes, a CR and the NUL. */
+	long n = h->read_line(s, b->line, SASL_LINE_MAX + 2);
 
 	*len_r = 0;
-	if (n < 0)
+	if (n < 0 || n > SASL_LINE_MAX)
 		return REPLY_GONE;
 	if (strcmp(b->line, "*") == 0)
 		return REPLY_CANCEL;
@@ -325,6 +336,41 @@ reply_outcome(const struct poplar_host *h, struct poplar_session *s,
 		(void)h->send_line(s, "-ERR authentication aborted");
 		return POPLAR_DISCONNECT;
 	}
+}
+
+/* The value of a Cyrus option given in [module sasl], or NULL. */
+static const char *
+opt_value(const struct sasl_mod *m, const char *key)
+{
+	for (size_t i = 0; i < m->nopts; i++)
+		if (strcmp(m->opts[i].key, key) == 0)
+			return m->opts[i].value;
+	return NULL;
+}
+
+/* Cyrus reports a sasldb it cannot open as an unknown user.  When
+ * [module sasl] names the sasldb, an outage is told apart here: 0 when
+ * the file opens, -1 with *error_r otherwise. */
+static int
+check_sasldb(const struct sasl_mod *m, const char *mech,
+	     const char **error_r)
+{
+	static char why[300];
+	const char *path = opt_value(m, "sasldb_path");
+	int fd;
+
+	if (path == NULL || mech_is_kerberos(mech) ||
+	    strcmp(mech, "EXTERNAL") == 0)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "sasldb %s cannot be read: %s",
+			 path, strerror(errno));
+		*error_r = why;
+		return -1;
+	}
+	close(fd);
+	return 0;
 }
 
 /* Static storage for a reason the core logs right after we return. */
@@ -414,6 +460,11 @@ exchange(struct sasl_mod *m, struct poplar_session *s, sasl_conn_t *conn,
 		clientin = (const char *)b.data;
 		clientinlen = (unsigned)len;
 	}
+	if (check_sasldb(m, mech, &out->reason) < 0) {
+		h->log(POPLAR_LOG_ERROR, "sasl: %s", out->reason);
+		result = POPLAR_TEMPFAIL;
+		goto cleanup;
+	}
 	exchange_log.active = true;
 	exchange_log.backend_error = false;
 	exchange_log.message[0] = '\0';
@@ -463,11 +514,13 @@ exchange(struct sasl_mod *m, struct poplar_session *s, sasl_conn_t *conn,
 		}
 	}
 	if (r != SASL_OK) {
-		if (exchange_log.backend_error || r == SASL_UNAVAIL ||
-		    r == SASL_NOMEM || r == SASL_TRYAGAIN ||
-		    r == SASL_CONFIGERR) {
+		/* SASL_FAIL is Cyrus's "generic failure": a backend that
+		 * could not answer (saslauthd down), not a wrong secret. */
+		if (exchange_log.backend_error || r == SASL_FAIL ||
+		    r == SASL_UNAVAIL || r == SASL_NOMEM ||
+		    r == SASL_TRYAGAIN || r == SASL_CONFIGERR) {
 			out->reason = set_reason("SASL backend failed: ",
-						 exchange_log.backend_error
+						 exchange_log.message[0]
 						 ? exchange_log.message
 						 : sasl_errdetail(conn));
 			result = POPLAR_TEMPFAIL;
@@ -760,8 +813,25 @@ sasl_mod_init(const struct poplar_host *host,
 			goto fail;
 		}
 		{
-			struct sasl_opt *n = realloc(m->opts, (m->nopts + 1) *
-						     sizeof(*n));
+			struct sasl_opt *n;
+			size_t k;
+
+			/* A key given twice: the last value counts. */
+			for (k = 0; k < m->nopts; k++)
+				if (strcmp(m->opts[k].key, key) == 0)
+					break;
+			if (k < m->nopts) {
+				char *v = strdup(value);
+
+				if (v == NULL) {
+					*error_r = "out of memory";
+					goto fail;
+				}
+				free(m->opts[k].value);
+				m->opts[k].value = v;
+				continue;
+			}
+			n = realloc(m->opts, (m->nopts + 1) * sizeof(*n));
 
 			if (n == NULL) {
 				*error_r = "out of memory";
