@@ -91,12 +91,12 @@ def sasl_config(sasldb, mechs, extra=""):
             "mech_list = %s\n%s" % (sasldb, " ".join(mechs), extra))
 
 
-def gsasl_pop3(sock, mech, args, timeout=CMD_TIMEOUT):
-    """Authenticate on sock (a connected POP3 socket, greeting not yet
-    read) with `gsasl --client --imap -m mech args`, translating IMAP to
-    POP3: AUTHENTICATE -> AUTH, "+ x" both ways, +OK/-ERR -> OK/NO.
-    Returns (POP3 reply that ended the exchange, gsasl stderr, reader,
-    transcript)."""
+def gsasl_pop3(sock, mech, args, timeout=CMD_TIMEOUT, greeting=None):
+    """Authenticate on sock (a connected POP3 socket, plain or TLS) with
+    `gsasl --client --imap -m mech args`, translating IMAP to POP3:
+    AUTHENTICATE -> AUTH, "+ x" both ways, +OK/-ERR -> OK/NO.  The
+    greeting is read first unless given.  Returns (POP3 reply that ended
+    the exchange, gsasl stderr, reader, transcript)."""
     sock.settimeout(timeout)
     f = sock.makefile("rwb")
 
@@ -110,7 +110,10 @@ def gsasl_pop3(sock, mech, args, timeout=CMD_TIMEOUT):
         f.write(line + b"\r\n")
         f.flush()
 
-    greeting = pop_read()
+    if greeting is None:
+        greeting = pop_read()
+    elif isinstance(greeting, str):
+        greeting = greeting.encode()
     p = subprocess.Popen(["gsasl", "--client", "--imap", "-m", mech,
                           "--service", "pop", "--hostname", "localhost",
                           "--quality-of-protection", "qop-auth",
@@ -459,6 +462,210 @@ class SaslDbTests(ServerTestCase):
             r = c.cmd("AUTH PLAIN " + b64("\0alice\0secret"))
             self.assertTrue(r.startswith("+OK"), r)
             c.quit()
+
+
+# ---- TLS: the plaintext policy and EXTERNAL ---------------------------------
+
+def openssl(*args):
+    subprocess.run(["openssl"] + list(args), stdin=subprocess.DEVNULL,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   timeout=CMD_TIMEOUT, check=True)
+
+
+class Certs:
+    """A test CA; a server certificate for localhost; client
+    certificates for alice (CN=alice) and for a name that is no user."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="poplar-sasl-tls-")
+        os.chmod(self.dir, 0o755)
+        d = self.dir
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+              "-nodes"]
+        self.ca = os.path.join(d, "ca.pem")
+        self.ca_key = os.path.join(d, "ca.key")
+        openssl("req", "-x509", *ec, "-keyout", self.ca_key, "-out", self.ca,
+                "-days", "30", "-subj", "/CN=Poplar SASL Test CA",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self.cert, self.key = self.issue("server", "/CN=localhost",
+                                         "subjectAltName = DNS:localhost, "
+                                         "IP:127.0.0.1\nextendedKeyUsage = "
+                                         "serverAuth\n")
+        self.alice = self.issue("alice", "/O=Poplar/CN=alice",
+                                "extendedKeyUsage = clientAuth\n")
+        self.stranger = self.issue("stranger", "/CN=stranger",
+                                   "extendedKeyUsage = clientAuth\n")
+        for name in os.listdir(d):
+            os.chmod(os.path.join(d, name), 0o644)
+
+    def issue(self, name, subject, ext_text):
+        d = self.dir
+        key = os.path.join(d, name + ".key")
+        csr = os.path.join(d, name + ".csr")
+        cert = os.path.join(d, name + ".pem")
+        ext = os.path.join(d, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints = CA:FALSE\n" + ext_text)
+        openssl("req", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                "-out", csr, "-subj", subject)
+        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey",
+                self.ca_key, "-CAcreateserial", "-out", cert, "-days", "30",
+                "-extfile", ext)
+        return cert, key
+
+    def context(self, client=None):
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if client is not None:
+            ctx.load_cert_chain(*client)
+        return ctx
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stls(conn, ctx):
+    """STLS on a poplartest.Connection; its socket becomes TLS."""
+    r = conn.cmd("STLS")
+    assert r.startswith("+OK"), r
+    assert conn.buf == b""
+    conn.sock = ctx.wrap_socket(conn.sock, server_hostname="localhost")
+
+
+@unittest.skipUnless(sasl_available(), "the sasl module was not built")
+@unittest.skipUnless(have("saslpasswd2"), "saslpasswd2 (sasl2-bin) missing")
+class SaslTlsTests(ServerTestCase):
+    """plaintext_auth = after-tls with STLS, and EXTERNAL with a client
+    certificate verified against [tls] client_ca."""
+
+    certs = None
+
+    @classmethod
+    def make_server(cls):
+        cls.certs = Certs()
+        s = SaslServer(SASLDB_MECHS + ["EXTERNAL"],
+                       listener_opts={"auth": "sasl", "tls": "starttls",
+                                      "plaintext_auth": "after-tls"})
+        s.extra_config += ("\n[tls]\ncertificate = %s\nkey = %s\n"
+                           "client_ca = %s\n" % (cls.certs.cert,
+                                                  cls.certs.key,
+                                                  cls.certs.ca))
+        s.add_user("alice", "userdb-password")
+        s.add_message("alice", MESSAGE)
+        return s
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.certs.cleanup()
+
+    def test_plaintext_only_after_stls(self):
+        with self.server.connect() as c:
+            before = capa_sasl(c)
+            self.assertEqual(auth_list(c), before)
+            self.assertNotIn("PLAIN", before)
+            self.assertNotIn("LOGIN", before)
+            self.assertNotIn("EXTERNAL", before)
+            self.assertIn("SCRAM-SHA-256", before)
+            for mech in ("PLAIN", "LOGIN"):
+                self.assertEqual(
+                    c.cmd("AUTH %s %s" % (mech, b64("\0alice\0secret"))),
+                    "-ERR unknown or unavailable SASL mechanism")
+            stls(c, self.certs.context())
+            after = capa_sasl(c)
+            self.assertEqual(auth_list(c), after)
+            self.assertIn("PLAIN", after)
+            self.assertIn("LOGIN", after)
+            # No client certificate: no EXTERNAL.
+            self.assertNotIn("EXTERNAL", after)
+            self.assertEqual(c.cmd("AUTH EXTERNAL ="),
+                             "-ERR unknown or unavailable SASL mechanism")
+            r = c.cmd("AUTH PLAIN " + b64("\0alice\0secret"))
+            self.assertTrue(r.startswith("+OK"), r)
+            c.quit()
+
+    def test_external_raw(self):
+        for how in ("=", "continuation", "authzid"):
+            with self.subTest(how=how):
+                with self.server.connect() as c:
+                    stls(c, self.certs.context(self.certs.alice))
+                    self.assertIn("EXTERNAL", capa_sasl(c))
+                    if how == "=":
+                        r = c.cmd("AUTH EXTERNAL =")
+                    elif how == "continuation":
+                        self.assertEqual(c.cmd("AUTH EXTERNAL"), "+ ")
+                        r = c.cmd("")
+                    else:
+                        r = c.cmd("AUTH EXTERNAL " + b64("alice"))
+                    self.assertTrue(r.startswith("+OK maildrop has 1 message"), r)
+                    c.quit()
+                self.assertTrue(self.server.wait_log(
+                    "login", "user=alice", "mech=EXTERNAL"))
+                self.server.wait_children(0)
+
+    def test_external_refused(self):
+        # Another authorization id than the certificate's.
+        with self.server.connect() as c:
+            stls(c, self.certs.context(self.certs.alice))
+            self.assertEqual(c.cmd("AUTH EXTERNAL " + b64("bob")),
+                             "-ERR [AUTH] authentication failed")
+            c.quit()
+        # A verified certificate whose name is no user here.
+        with self.server.connect() as c:
+            stls(c, self.certs.context(self.certs.stranger))
+            self.assertEqual(c.cmd("AUTH EXTERNAL ="),
+                             "-ERR [AUTH] authentication failed")
+            c.quit()
+
+    def test_gsasl_over_tls(self):
+        if not have("gsasl"):
+            self.skipTest("gsasl is not installed")
+        for mech, client, args in (
+                ("EXTERNAL", self.certs.alice, []),
+                ("EXTERNAL", self.certs.alice, ["-z", "alice"]),
+                ("PLAIN", None, ["-a", "alice", "-p", "secret"]),
+                ("SCRAM-SHA-256", None, ["-a", "alice", "-p", "secret"])):
+            with self.subTest(mech=mech, args=args):
+                with self.server.connect() as c:
+                    stls(c, self.certs.context(client))
+                    reply, err, f, tr = gsasl_pop3(
+                        c.sock, mech, args, greeting=c.greeting)
+                    self.assertTrue(reply and reply.startswith("+OK"),
+                                    "%s\n%s\n%s" % (reply, tr, err))
+                    f.write(b"QUIT\r\n")
+                    f.flush()
+                    f.readline()
+                self.server.wait_children(0)
+
+    def curl(self, mech, client=None, user="alice:secret", tls=True):
+        argv = ["curl", "-sS", "--max-time", "20",
+                "pop3://localhost:%d/1" % self.server.port,
+                "-u", user, "--login-options", "AUTH=" + mech,
+                "--cacert", self.certs.ca]
+        if tls:
+            argv.append("--ssl-reqd")
+        if client is not None:
+            argv += ["--cert", client[0], "--key", client[1]]
+        return run(argv)
+
+    def test_curl(self):
+        if not have("curl"):
+            self.skipTest("curl is not installed")
+        for mech, client, user in (("EXTERNAL", self.certs.alice, "alice:"),
+                                   ("PLAIN", None, "alice:secret"),
+                                   ("LOGIN", None, "alice:secret"),
+                                   ("CRAM-MD5", None, "alice:secret")):
+            with self.subTest(mech=mech):
+                r = self.curl(mech, client, user)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(b"hello alice", r.stdout)
+                self.server.wait_children(0)
+        # PLAIN without TLS is not offered: curl cannot log in.
+        r = self.curl("PLAIN", tls=False)
+        self.assertNotEqual(r.returncode, 0)
 
 
 @unittest.skipUnless(sasl_available(), "the sasl module was not built")
