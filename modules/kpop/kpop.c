@@ -239,6 +239,18 @@ xwrite_msg(struct exchange *x, const void *data, uint32_t len)
 	return len == 0 ? 0 : x->m->host->write_all(x->s, data, len);
 }
 
+/* A reply line before the session's POP3 starts, written and flushed
+ * at once (the connection closes right after). */
+static void
+send_now(struct kpop_mod *m, struct poplar_session *s, const char *line)
+{
+	char buf[256];
+	int n = snprintf(buf, sizeof(buf), "%s\r\n", line);
+
+	if (n > 0 && (size_t)n < sizeof(buf))
+		(void)m->host->write_all(s, buf, (size_t)n);
+}
+
 static void
 log_fail(struct exchange *x, const char *reason, const char *extra)
 {
@@ -293,9 +305,8 @@ read_versions(struct exchange *x)
 		kpop_printable(hdr, 4, shown, sizeof(shown));
 		log_fail(x, kpop_first_describe(first), shown);
 		if (first == KPOP_FIRST_POP3)
-			x->m->host->send_line(x->s, "-ERR this port speaks "
-					      "KPOP: Kerberos 5 sendauth "
-					      "first");
+			send_now(x->m, x->s, "-ERR this port speaks KPOP: "
+				 "Kerberos 5 sendauth first");
 		return -1;
 	}
 	if (xread(x, ver, KPOP_SENDAUTH_VERSION_LEN, "sendauth version") < 0) {
@@ -515,10 +526,9 @@ kpop_connect(void *mod, void *sess, struct poplar_session *s,
 		snprintf(what, sizeof(what), "principal %s: %s", ks->principal,
 			 why ? why : "not mapped");
 		log_fail(&x, r == 0 ? "no local user" : "mapping failed", what);
-		m->host->send_line(s, r == 0 ? "-ERR [AUTH] your Kerberos "
-				   "principal has no mailbox here"
-				   : "-ERR [SYS/TEMP] cannot map your Kerberos "
-				   "principal now");
+		send_now(m, s, r == 0 ? "-ERR [AUTH] your Kerberos principal "
+			 "has no mailbox here" : "-ERR [SYS/TEMP] cannot map "
+			 "your Kerberos principal now");
 		goto cleanup;
 	}
 	snprintf(ks->rule, sizeof(ks->rule), "%s", rule);
