@@ -668,6 +668,139 @@ class SaslTlsTests(ServerTestCase):
         self.assertNotEqual(r.returncode, 0)
 
 
+# ---- GSSAPI against a real KDC ------------------------------------------------
+
+try:
+    import kdctest  # noqa: E402
+except ImportError:
+    kdctest = None
+
+
+def gssapi_skip_reason():
+    if kdctest is None:
+        return "the KDC fixture (kdctest.py) is not there"
+    missing = kdctest.missing_tools()
+    if missing:
+        return "Kerberos tools missing: " + " ".join(missing)
+    if not os.path.exists("/usr/lib/x86_64-linux-gnu/sasl2/libgssapiv2.so") \
+            and not any(os.path.exists(os.path.join(d, "libgssapiv2.so"))
+                        for d in ("/usr/lib/sasl2", "/usr/lib64/sasl2")):
+        return "the Cyrus GSSAPI plugin (libsasl2-modules-gssapi-mit) " \
+               "is missing"
+    return None
+
+
+@unittest.skipUnless(sasl_available(), "the sasl module was not built")
+@unittest.skipUnless(have("saslpasswd2"), "saslpasswd2 (sasl2-bin) missing")
+@unittest.skipIf(gssapi_skip_reason(), gssapi_skip_reason())
+class SaslGssapiTests(ServerTestCase):
+    """GSSAPI with a ticket from a KDC started for the test, the service
+    key pop/localhost in a keytab given as `keytab =`, and principals
+    mapped to users by the shared principal policy."""
+
+    kdc = None
+
+    @classmethod
+    def make_server(cls):
+        cls.kdc = kdctest.TestKDC()
+        try:
+            cls.kdc.start()
+            cls.kdc.add_service("pop/localhost")
+            cls.kdc.add_principal("alice", "alice-krb-pw")
+            cls.kdc.add_principal("bob", "bob-krb-pw")
+            os.chmod(cls.kdc.keytab, 0o600)
+            s = SaslServer(["GSSAPI", "CRAM-MD5", "SCRAM-SHA-1"],
+                           sasl_extra="keytab = %s\n" % cls.kdc.keytab,
+                           listener_opts={"auth": "sasl"})
+            if IS_ROOT:
+                os.chown(cls.kdc.keytab, 0, 0)
+            s.add_user("alice", "userdb-password")
+            s.add_message("alice", MESSAGE)
+            return s
+        except Exception:
+            cls.kdc.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.kdc.stop()
+
+    def setUp(self):
+        super().setUp()
+        self.kdc.kinit("alice", "alice-krb-pw")
+
+    def test_offered_first(self):
+        with self.server.connect() as c:
+            capa = capa_sasl(c)
+            self.assertEqual(capa[:2], ["GSSAPI", "CRAM-MD5"])
+            self.assertEqual(auth_list(c), capa)
+            c.quit()
+
+    def test_gsasl(self):
+        if not have("gsasl"):
+            self.skipTest("gsasl is not installed")
+        with self.server.connect(greeting=False) as c:
+            reply, err, f, tr = gsasl_pop3(c.sock, "GSSAPI", [])
+            self.assertTrue(reply and reply.startswith("+OK maildrop has 1"),
+                            "%s\n%s\n%s\n%s" % (reply, tr, err,
+                                                 self.server.log()[-2000:]))
+            # AUTH GSSAPI without initial response: an empty "+ " first.
+            self.assertIn("S: + \n", tr + "\n")
+            f.write(b"QUIT\r\n")
+            f.flush()
+            f.readline()
+        lines = self.server.wait_log("login", "user=alice", "mech=GSSAPI")
+        self.assertTrue(lines, self.server.log()[-2000:])
+
+    def test_curl(self):
+        if not have("curl"):
+            self.skipTest("curl is not installed")
+        r = run(["curl", "-sS", "--max-time", "20",
+                 "pop3://localhost:%d/1" % self.server.port, "-u", ":",
+                 "--login-options", "AUTH=GSSAPI"])
+        self.assertEqual(r.returncode, 0, r.stderr + self.server.log()[-2000:].encode())
+        self.assertIn(b"hello alice", r.stdout)
+
+    def test_fetchmail(self):
+        if not have("fetchmail"):
+            self.skipTest("fetchmail is not installed")
+        home = tempfile.mkdtemp(prefix="poplar-fetchmail-")
+        try:
+            rc = os.path.join(home, "fetchmailrc")
+            with open(rc, "w") as f:
+                f.write("poll localhost service %d protocol POP3 auth gssapi "
+                        "user alice sslproto ''\n" % self.server.port)
+            os.chmod(rc, 0o600)
+            r = run(["fetchmail", "-N", "-d0", "-c", "-v", "-f", rc],
+                    env=dict(os.environ, HOME=home))
+            out = (r.stdout + r.stderr).decode(errors="replace")
+            self.assertIn(r.returncode, (0, 1), out)
+            self.assertIn("AUTH GSSAPI", out)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        self.assertTrue(self.server.wait_log("login", "user=alice",
+                                             "mech=GSSAPI"))
+
+    def test_principal_without_user(self):
+        """bob@REALM has a ticket but no local user: refused."""
+        if not have("gsasl"):
+            self.skipTest("gsasl is not installed")
+        self.kdc.kinit("bob", "bob-krb-pw")
+        with self.server.connect(greeting=False) as c:
+            reply, err, f, tr = gsasl_pop3(c.sock, "GSSAPI", [])
+            self.assertEqual(reply, "-ERR [AUTH] authentication failed", tr)
+
+    def test_garbage_token(self):
+        with self.server.connect() as c:
+            self.assertEqual(c.cmd("AUTH GSSAPI"), "+ ")
+            self.assertEqual(c.cmd(b64("this is no GSS-API token")),
+                             "-ERR [AUTH] authentication failed")
+            c.quit()
+
+
 @unittest.skipUnless(sasl_available(), "the sasl module was not built")
 @unittest.skipUnless(have("saslpasswd2"), "saslpasswd2 (sasl2-bin) missing")
 class SaslauthdDownTests(ServerTestCase):
