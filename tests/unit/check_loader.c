@@ -268,10 +268,10 @@ START_TEST(test_pass_backend_userdb)
 }
 END_TEST
 
-START_TEST(test_pass_backend_pam)
+START_TEST(test_pass_backend_unknown)
 {
 	struct config *cfg = config_for(module_build_dir(), "pass",
-					"\nbackend = pam\n");
+					"\nbackend = ldap\n");
 	struct loaded_module *m = load(module_build_dir(), "pass", "pass");
 
 	ck_assert_msg(m != NULL, "%s", err);
@@ -493,7 +493,7 @@ loader_suite(void)
 	tcase_add_test(tc, test_init_item_error);
 	tcase_add_test(tc, test_init_err_truncated);
 	tcase_add_test(tc, test_pass_backend_userdb);
-	tcase_add_test(tc, test_pass_backend_pam);
+	tcase_add_test(tc, test_pass_backend_unknown);
 	tcase_add_test(tc, test_pass_unknown_key);
 	tcase_add_test(tc, test_pass_unknown_backend);
 	suite_add_tcase(s, tc);
