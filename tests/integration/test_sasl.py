@@ -70,6 +70,14 @@ def run(argv, **kw):
                           timeout=CMD_TIMEOUT, **kw)
 
 
+def fetchmail(home, rc):
+    """fetchmail -c with rc; its lock file in home (as root it would be
+    /var/run/fetchmail.pid, shared with every other fetchmail run)."""
+    return run(["fetchmail", "-N", "-d0", "-c", "-v", "-f", rc,
+                "--pidfile", os.path.join(home, "fetchmail.pid")],
+               env=dict(os.environ, HOME=home, FETCHMAILHOME=home))
+
+
 def make_sasldb(path, realm, users):
     """A sasldb at path with users {name: password} in realm."""
     for name, password in users.items():
@@ -355,8 +363,7 @@ class SaslDbTests(ServerTestCase):
                             "auth cram-md5 user alice password \"%s\" "
                             "sslproto ''\n" % (self.server.port, password))
                 os.chmod(rc, 0o600)
-                r = run(["fetchmail", "-N", "-d0", "-c", "-v", "-f", rc],
-                        env=dict(os.environ, HOME=home))
+                r = fetchmail(home, rc)
                 out = (r.stdout + r.stderr).decode(errors="replace")
                 self.assertIn(r.returncode, codes, out)
                 self.assertIn("AUTH CRAM-MD5", out)
@@ -774,8 +781,7 @@ class SaslGssapiTests(ServerTestCase):
                 f.write("poll localhost service %d protocol POP3 auth gssapi "
                         "user alice sslproto ''\n" % self.server.port)
             os.chmod(rc, 0o600)
-            r = run(["fetchmail", "-N", "-d0", "-c", "-v", "-f", rc],
-                    env=dict(os.environ, HOME=home))
+            r = fetchmail(home, rc)
             out = (r.stdout + r.stderr).decode(errors="replace")
             self.assertIn(r.returncode, (0, 1), out)
             self.assertIn("AUTH GSSAPI", out)
