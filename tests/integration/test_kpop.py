@@ -593,6 +593,12 @@ class PamTests(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    poplartest.require_environment()
+    if kdctest.missing_tools() or not os.path.exists(os.path.join(
+            poplartest.module_build_dir(), "kpop.so")):
+        print("SKIP: Kerberos tests need krb5-kdc, krb5-admin-server, "
+              "krb5-user and a build with MIT krb5 (kpop.so)")
+        sys.exit(poplartest.SKIP)
     if not IS_ROOT:
         print("SKIP: PAM backend tests (not root)")
     run_tests()
