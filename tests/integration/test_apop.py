@@ -270,8 +270,11 @@ class ApopTests(ServerTestCase):
                         % (self.server.port, secret,
                            extra or "sslproto ''"))
             os.chmod(rc, 0o600)
-            env = dict(os.environ, HOME=home)
-            return run(["fetchmail", "-N", "-d0", "-c", "-v", "-f", rc],
+            # Its own lock file: as root fetchmail would share
+            # /var/run/fetchmail.pid with every other run (make -j check).
+            env = dict(os.environ, HOME=home, FETCHMAILHOME=home)
+            return run(["fetchmail", "-N", "-d0", "-c", "-v", "-f", rc,
+                        "--pidfile", os.path.join(home, "fetchmail.pid")],
                        env=env)
         finally:
             shutil.rmtree(home, ignore_errors=True)
