@@ -157,8 +157,13 @@ cmd_quit(struct poplar_session *s, unsigned int argc, char **argv)
 		s->deleted_count = deleted;
 		log_msg(LOG_ERR, "update failed: user=%s error=%s", s->user,
 			error != NULL ? error : "unknown");
-		pio_printf(s->io, "-ERR [SYS/TEMP] some deleted messages "
-			   "could not be removed\r\n");
+		if (deleted == 0)
+			pio_printf(s->io, "-ERR [SYS/TEMP] maildrop could not "
+				   "be updated, nothing was deleted\r\n");
+		else
+			pio_printf(s->io, "-ERR [SYS/TEMP] only %u of the "
+				   "deleted messages could be removed\r\n",
+				   deleted);
 		s->end_reason = "update-failed";
 		return CMD_CLOSE;
 	}
