@@ -67,7 +67,10 @@ plaintext_allowed(const struct poplar_session *s)
 static void
 capa_emit(struct poplar_session *s, const char *line)
 {
-	pio_printf(s->io, "%s\r\n", line);
+	/* Not pio_printf: its bounded buffer would cut a long line (a
+	 * SASL list) and lose the CRLF. */
+	pio_write(s->io, line, strlen(line));
+	pio_write(s->io, "\r\n", 2);
 }
 
 /* STLS may be used now (RFC 2595: AUTHORIZATION state, not yet TLS). */
