@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include "log.h"
 #include "master.h"
+#include "privdrop.h"
 #include "session.h"
 #include "util.h"
 
@@ -284,6 +285,7 @@ master_run(const struct config *cfg, int foreground)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
+	privdrop_prepare();
 	pfd = xcalloc(nb + 1, sizeof(*pfd));
 	children = xcalloc(cfg->max_sessions + 1, sizeof(*children));
 	for (size_t i = 0; i < nb; i++) {

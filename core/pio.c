@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,8 +58,12 @@ static const struct pio_ops fd_ops = {
 struct pio *
 pio_new(const struct pio_ops *ops, void *ctx, int poll_fd_in, int poll_fd_out)
 {
-	struct pio *p = xcalloc(1, sizeof(*p));
+	/* Only the header is cleared: the buffers are written before they
+	 * are read, and leaving their pages untouched keeps an idle session
+	 * process small. */
+	struct pio *p = xrealloc(NULL, 1, sizeof(*p));
 
+	memset(p, 0, offsetof(struct pio, in));
 	p->ops = ops;
 	p->ctx = ctx;
 	p->fd_in = poll_fd_in;

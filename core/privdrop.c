@@ -12,8 +12,30 @@
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
+#include <pwd.h>
+#include <shadow.h>
+#include <string.h>
 #include <unistd.h>
 #include "privdrop.h"
+
+void
+privdrop_prepare(void)
+{
+	gid_t groups[64];
+	int n = (int)(sizeof(groups) / sizeof(groups[0]));
+	struct passwd pw, *pwp = NULL;
+	struct spwd sp, *spp = NULL;
+	char buf[4096];
+
+	/* Each look-up loads the NSS modules of its database (dlopen, and
+	 * for some a socket connect) on first use; done once here, every
+	 * session process inherits them instead of loading them again.
+	 * The answers do not matter. */
+	(void)getgrouplist("root", 0, groups, &n);
+	(void)getpwnam_r("root", &pw, buf, sizeof(buf), &pwp);
+	(void)getspnam_r("root", &sp, buf, sizeof(buf), &spp);
+	explicit_bzero(buf, sizeof(buf));
+}
 
 /* initgroups, plus extra (when set) as one more supplementary group. */
 static int

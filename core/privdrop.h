@@ -7,6 +7,9 @@
 /* As root: initgroups(name, gid), setgid, setuid, then check that root
  * cannot be regained.  As another user: succeed only when uid is unset or
  * equal to ours.  0, or -1 with *error_r. */
+/* In the master, before forking sessions: load what privilege dropping
+ * and user look-ups need (NSS modules) once for all sessions. */
+void privdrop_prepare(void);
 int privdrop_to_user(const char *name, uid_t uid, gid_t gid,
 		     const char **error_r);
 
