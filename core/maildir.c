@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "crlf.h"
@@ -27,13 +28,28 @@
 #include "maildrop.h"
 #include "util.h"
 
-/* The size cache: one file per Maildir.  First line the version, then
- * one line per message "RAW_SIZE MTIME CRLF_SIZE BASENAME", then
- * "checksum HEX" where HEX is FNV-1a 64 of every byte before that line.
- * The base name comes last so it may hold spaces; names with a newline
- * are simply not cached. */
+/* The size cache: one file per Maildir.  First line the version; then
+ * "dirs STAMP" (below); then one line per message, in delivery order,
+ * "RAW_SIZE MTIME CRLF_SIZE SUB/FILE"; then "checksum HEX" where HEX is
+ * FNV-1a 64 over the 64-bit words (then the last bytes) of everything
+ * before that line.  The name comes last so it may hold spaces; names
+ * with a newline are simply not cached.
+ *
+ * STAMP is "-", or the inode, mtime seconds and nanoseconds of new/ and
+ * of cur/ as they were before the listing the cache was made from.  Any
+ * rename, delivery or deletion changes a directory's mtime, so when both
+ * stamps still match, the cache is the listing itself: the message list
+ * is read from it without reading the directories or stat'ing a file.
+ * A stamp is written only when the directories had not changed for
+ * DIR_STABLE_SEC before the listing (a change within the same clock
+ * tick could leave the mtime as it was) and every message was cached.
+ * This relies on what Maildir promises: a delivered file is never
+ * changed in place, only renamed or removed.  (A file changed anyway is
+ * still caught when it is opened: its size must be as listed.) */
 #define CACHE_NAME "poplar-sizes"
-#define CACHE_VERSION_LINE "poplar-sizes 1\n"
+#define CACHE_VERSION_LINE "poplar-sizes 2\n"
+#define CACHE_DIRS_PREFIX "dirs "
+#define DIR_STABLE_SEC 2
 #define CACHE_CHECKSUM_PREFIX "checksum "
 /* A cache is rebuilt when larger than this: it holds ~80 bytes per
  * message, so this covers ~800000 messages while keeping a hostile or
@@ -93,13 +109,25 @@ struct entry_list {
 	size_t count, alloc;
 };
 
-/* An entry of the size cache: base points into the cache buffer. */
+/* An entry of the size cache: name ("SUB/FILE") points into the cache
+ * buffer, base into name (base_len bytes, not NUL-terminated). */
 struct cache_ent {
+	const char *name;
 	const char *base;
+	size_t base_len;
 	uint64_t raw_size;
 	int64_t mtime;
 	uint64_t size;
 	bool used;
+};
+
+/* What new/ and cur/ looked like before a listing. */
+struct dirstamp {
+	bool valid;             /* both exist and were stat'ed */
+	bool stable;            /* unchanged for DIR_STABLE_SEC before */
+	uint64_t ino[2];
+	int64_t sec[2];
+	long nsec[2];
 };
 
 struct cache {
@@ -107,6 +135,8 @@ struct cache {
 	struct cache_ent *ents;
 	size_t count;
 	bool invalid;           /* a file exists but was not usable */
+	bool sorted;            /* ents sorted by base for cache_find */
+	struct dirstamp stamp;  /* .valid false for "dirs -" */
 };
 
 static int
@@ -398,18 +428,93 @@ make_uidl(const char *key, bool force_digest, char out[POP3_UIDL_MAX + 1])
 
 /* ---- size cache ------------------------------------------------------------ */
 
+static int parse_int64(const char *s, int64_t *value_r);
+
+/* FNV-1a 64 over 64-bit words, then over the remaining bytes: a cache
+ * of 100,000 messages is ~6 MB, checked on every login. */
 static uint64_t
-fnv1a64(const void *data, size_t len)
+cache_sum(const void *data, size_t len)
 {
 	const unsigned char *p = data;
-	uint64_t h = 0xcbf29ce484222325ULL;
-	size_t i;
+	uint64_t h = 0xcbf29ce484222325ULL, w;
+	size_t i = 0;
 
-	for (i = 0; i < len; i++) {
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, p + i, 8);
+		h ^= w;
+		h *= 0x100000001b3ULL;
+	}
+	for (; i < len; i++) {
 		h ^= p[i];
 		h *= 0x100000001b3ULL;
 	}
 	return h;
+}
+
+static bool
+stamp_equal(const struct dirstamp *a, const struct dirstamp *b)
+{
+	return a->valid && b->valid &&
+	       a->ino[0] == b->ino[0] && a->sec[0] == b->sec[0] &&
+	       a->nsec[0] == b->nsec[0] && a->ino[1] == b->ino[1] &&
+	       a->sec[1] == b->sec[1] && a->nsec[1] == b->nsec[1];
+}
+
+/* Stat new/ and cur/ before listing them. */
+static void
+stamp_take(const char *mdpath, struct dirstamp *d)
+{
+	static const char *const subs[2] = { "new", "cur" };
+	char path[PATH_MAX];
+	struct stat st;
+	time_t now = time(NULL);
+
+	memset(d, 0, sizeof(*d));
+	d->stable = true;
+	for (int i = 0; i < 2; i++) {
+		if (join(path, sizeof(path), mdpath, subs[i]) < 0 ||
+		    stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+			return;
+		d->ino[i] = (uint64_t)st.st_ino;
+		d->sec[i] = (int64_t)st.st_mtim.tv_sec;
+		d->nsec[i] = st.st_mtim.tv_nsec;
+		if (now == (time_t)-1 ||
+		    (int64_t)now - d->sec[i] < DIR_STABLE_SEC)
+			d->stable = false;
+	}
+	d->valid = true;
+}
+
+/* "dirs -" or "dirs I S N I S N". */
+static int
+stamp_parse(char *line, struct dirstamp *d)
+{
+	char *f[6], *p = line;
+	uint64_t v;
+
+	memset(d, 0, sizeof(*d));
+	if (strcmp(line, "-") == 0)
+		return 0;
+	for (int i = 0; i < 6; i++) {
+		char *sp = strchr(p, ' ');
+
+		if ((sp == NULL) != (i == 5))
+			return -1;
+		if (sp != NULL)
+			*sp = '\0';
+		f[i] = p;
+		p = sp != NULL ? sp + 1 : NULL;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (parse_uint(f[3 * i], 0, UINT64_MAX, &d->ino[i]) < 0 ||
+		    parse_int64(f[3 * i + 1], &d->sec[i]) < 0 ||
+		    parse_uint(f[3 * i + 2], 0, 999999999, &v) < 0)
+			return -1;
+		d->nsec[i] = (long)v;
+	}
+	d->valid = true;
+	d->stable = true;
+	return 0;
 }
 
 static int
@@ -446,14 +551,19 @@ static int
 cache_ent_cmp(const void *a, const void *b)
 {
 	const struct cache_ent *x = a, *y = b;
+	size_t n = x->base_len < y->base_len ? x->base_len : y->base_len;
+	int c = memcmp(x->base, y->base, n);
 
-	return strcmp(x->base, y->base);
+	if (c != 0)
+		return c;
+	return (x->base_len > y->base_len) - (x->base_len < y->base_len);
 }
 
-/* Parse one line "RAW MTIME SIZE BASE" in place. */
+/* Parse one line "RAW MTIME SIZE SUB/FILE" in place. */
 static int
 cache_parse_line(char *line, struct cache_ent *e)
 {
+	const char *sep;
 	char *f[3], *p = line;
 	int i;
 
@@ -466,8 +576,14 @@ cache_parse_line(char *line, struct cache_ent *e)
 		f[i] = p;
 		p = sp + 1;
 	}
-	if (*p == '\0' || strchr(p, '/') != NULL ||
-	    strchr(p, INFO_SEP) != NULL)
+	if ((strncmp(p, "new/", 4) != 0 && strncmp(p, "cur/", 4) != 0) ||
+	    p[4] == '\0' || p[4] == '.' || strchr(p + 4, '/') != NULL)
+		return -1;
+	sep = strchr(p + 4, INFO_SEP);
+	e->name = p;
+	e->base = p + 4;
+	e->base_len = sep != NULL ? (size_t)(sep - (p + 4)) : strlen(p + 4);
+	if (e->base_len == 0)
 		return -1;
 	if (parse_uint(f[0], 0, MAILDROP_MAX_MESSAGE_SIZE, &e->raw_size) < 0 ||
 	    parse_int64(f[1], &e->mtime) < 0 ||
@@ -475,7 +591,6 @@ cache_parse_line(char *line, struct cache_ent *e)
 		       &e->size) < 0 ||
 	    !size_plausible(e->raw_size, e->size))
 		return -1;
-	e->base = p;
 	e->used = false;
 	return 0;
 }
@@ -494,8 +609,9 @@ cache_free(struct cache *c)
 static int
 cache_parse(struct cache *c, size_t len)
 {
-	char *buf = c->buf, *p, *end, *last, *nl;
+	char *buf = c->buf, *p, *end, *last, *nl, *start;
 	size_t vlen = strlen(CACHE_VERSION_LINE), plen, lines = 0, n;
+	size_t dlen = strlen(CACHE_DIRS_PREFIX);
 	uint64_t sum;
 
 	if (len < vlen || buf[len - 1] != '\n' ||
@@ -513,7 +629,7 @@ cache_parse(struct cache *c, size_t len)
 	if ((size_t)(buf + len - last) != plen + 16 + 1 ||
 	    memcmp(last, CACHE_CHECKSUM_PREFIX, plen) != 0)
 		return -1;
-	sum = fnv1a64(buf, (size_t)(last - buf));
+	sum = cache_sum(buf, (size_t)(last - buf));
 	{
 		char want[17];
 
@@ -523,7 +639,16 @@ cache_parse(struct cache *c, size_t len)
 	}
 
 	end = last;
-	for (p = buf + vlen; p < end; p = nl + 1) {
+	p = buf + vlen;
+	nl = memchr(p, '\n', (size_t)(end - p));
+	if (nl == NULL || (size_t)(nl - p) < dlen ||
+	    memcmp(p, CACHE_DIRS_PREFIX, dlen) != 0)
+		return -1;
+	*nl = '\0';
+	if (stamp_parse(p + dlen, &c->stamp) < 0)
+		return -1;
+	start = nl + 1;
+	for (p = start; p < end; p = nl + 1) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (nl == NULL || nl - p > CACHE_LINE_MAX)
 			return -1;
@@ -535,7 +660,7 @@ cache_parse(struct cache *c, size_t len)
 	if (c->ents == NULL)
 		return -1;
 	n = 0;
-	for (p = buf + vlen; p < end; p = nl + 1) {
+	for (p = start; p < end; p = nl + 1) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		*nl = '\0';
 		if (cache_parse_line(p, &c->ents[n]) < 0)
@@ -543,7 +668,6 @@ cache_parse(struct cache *c, size_t len)
 		n++;
 	}
 	c->count = n;
-	qsort(c->ents, c->count, sizeof(*c->ents), cache_ent_cmp);
 	return 0;
 }
 
@@ -597,10 +721,14 @@ invalid:
 static struct cache_ent *
 cache_find(struct cache *c, const char *base)
 {
-	struct cache_ent key = { .base = base };
+	struct cache_ent key = { .base = base, .base_len = strlen(base) };
 
 	if (c->count == 0)
 		return NULL;
+	if (!c->sorted) {
+		qsort(c->ents, c->count, sizeof(*c->ents), cache_ent_cmp);
+		c->sorted = true;
+	}
 	return bsearch(&key, c->ents, c->count, sizeof(*c->ents),
 		       cache_ent_cmp);
 }
@@ -608,7 +736,7 @@ cache_find(struct cache *c, const char *base)
 static bool
 entry_cacheable(const struct entry *e)
 {
-	return !e->dropped && !e->dup && strchr(e->base, '\n') == NULL;
+	return !e->dropped && !e->dup && strchr(e->name, '\n') == NULL;
 }
 
 static int
@@ -652,12 +780,32 @@ cache_append(char **buf, size_t *len, size_t *alloc, const char *line,
 	return 0;
 }
 
+/* The cache line of e in line; its length, or -1 when e is not cached:
+ * gone, sharing its base name, a name with a newline, or a line the
+ * reader would refuse as too long (such a message is counted again next
+ * time). */
+static int
+cache_line(const struct entry *e, char *line, size_t size)
+{
+	int w;
+
+	if (!entry_cacheable(e))
+		return -1;
+	w = snprintf(line, size, "%" PRIu64 " %" PRId64 " %" PRIu64 " %s\n",
+		     e->raw_size, e->mtime, e->size, e->name);
+	if (w < 0 || (size_t)w >= size || (size_t)w > CACHE_LINE_MAX + 1)
+		return -1;
+	return w;
+}
+
 /* Rewrite the cache atomically.  Failure only costs speed next time, so
  * it is logged and otherwise ignored.  No fsync: a cache torn by a crash
  * fails its checksum and is rebuilt. */
 static void
-cache_write(const char *mdpath, const struct entry_list *l)
+cache_write(const char *mdpath, const struct entry_list *l,
+	    const struct dirstamp *stamp)
 {
+	bool complete = stamp->valid && stamp->stable;
 	char path[PATH_MAX], tmp[PATH_MAX], lp[PATH_MAX + 16];
 	char line[CACHE_LINE_MAX + 64];
 	char *buf = NULL;
@@ -674,23 +822,29 @@ cache_write(const char *mdpath, const struct entry_list *l)
 	if (cache_append(&buf, &len, &alloc, CACHE_VERSION_LINE,
 			 strlen(CACHE_VERSION_LINE)) < 0)
 		goto fail;
+	/* Entries that cannot be cached (see cache_line) make the cache
+	 * incomplete: then it carries no stamp. */
+	for (i = 0; i < l->count && complete; i++)
+		if (cache_line(&l->v[i], line, sizeof(line)) < 0)
+			complete = false;
+	if (complete)
+		w = snprintf(line, sizeof(line), CACHE_DIRS_PREFIX "%" PRIu64
+			     " %" PRId64 " %ld %" PRIu64 " %" PRId64 " %ld\n",
+			     stamp->ino[0], stamp->sec[0], stamp->nsec[0],
+			     stamp->ino[1], stamp->sec[1], stamp->nsec[1]);
+	else
+		w = snprintf(line, sizeof(line), CACHE_DIRS_PREFIX "-\n");
+	if (w < 0 || cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
+		goto fail;
 	for (i = 0; i < l->count; i++) {
-		const struct entry *e = &l->v[i];
-
-		if (!entry_cacheable(e))
-			continue;
-		w = snprintf(line, sizeof(line),
-			     "%" PRIu64 " %" PRId64 " %" PRIu64 " %s\n",
-			     e->raw_size, e->mtime, e->size, e->base);
-		/* The reader refuses longer lines; such a name is simply
-		 * counted again next time. */
-		if (w < 0 || (size_t)w > CACHE_LINE_MAX + 1)
+		w = cache_line(&l->v[i], line, sizeof(line));
+		if (w < 0)
 			continue;
 		if (cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
 			goto fail;
 	}
 	w = snprintf(line, sizeof(line), "%s%016" PRIx64 "\n",
-		     CACHE_CHECKSUM_PREFIX, fnv1a64(buf, len));
+		     CACHE_CHECKSUM_PREFIX, cache_sum(buf, len));
 	if (cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
 		goto fail;
 
@@ -839,11 +993,55 @@ cleanup:
 
 /* ---- driver ------------------------------------------------------------------ */
 
+/* The message list straight from a cache whose stamp matches the
+ * directories (see the top of this file).  0, or -1 with *err_r set. */
+static int
+open_from_cache(struct maildrop *md, const struct cache *c,
+		enum maildrop_error *err_r, const char **error_r)
+{
+	if (c->count > 0) {
+		md->msgs = calloc(c->count, sizeof(*md->msgs));
+		if (md->msgs == NULL)
+			goto nomem;
+	}
+	for (size_t i = 0; i < c->count; i++) {
+		const struct cache_ent *ce = &c->ents[i];
+		struct maildrop_msg *m = &md->msgs[md->count];
+		const char *base;
+		char sub[4];
+
+		memcpy(sub, ce->name, 3);
+		sub[3] = '\0';
+		m->name = entry_name(sub, ce->name + 4, &base);
+		if (m->name == NULL)
+			goto nomem;
+		/* A complete cache has no shared base names. */
+		if (make_uidl(base, false, m->uidl) < 0) {
+			free(m->name);
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = "cannot compute a UIDL digest";
+			return -1;
+		}
+		m->size = ce->size;
+		m->raw_size = ce->raw_size;
+		m->offset = 0;
+		m->deleted = false;
+		md->total_size += m->size;
+		md->count++;
+	}
+	return 0;
+nomem:
+	*err_r = MAILDROP_ERR_TEMP;
+	*error_r = "out of memory listing the Maildir";
+	return -1;
+}
+
 static int
 maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 	     const char **error_r)
 {
 	struct entry_list l = { NULL, 0, 0 };
+	struct dirstamp stamp;
 	struct cache c;
 	size_t i, n, used = 0;
 	bool changed;
@@ -857,15 +1055,24 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 	md->priv = NULL;
 	memset(&c, 0, sizeof(c));
 
+	/* Before listing: a change made while we list must show. */
+	stamp_take(md->path, &stamp);
+	if ((md->flags & MAILDROP_NO_CACHE) == 0) {
+		cache_load(md->path, &c);
+		if (!c.invalid && stamp_equal(&c.stamp, &stamp)) {
+			ret = open_from_cache(md, &c, err_r, error_r);
+			goto cleanup;
+		}
+	}
 	if (scan_dir(md->path, "new", &l, err_r, error_r) < 0 ||
 	    scan_dir(md->path, "cur", &l, err_r, error_r) < 0)
 		goto cleanup;
 	qsort(l.v, l.count, sizeof(*l.v), entry_cmp);
 	entries_dedup(&l);
 
-	if ((md->flags & MAILDROP_NO_CACHE) == 0)
-		cache_load(md->path, &c);
-	changed = c.invalid;
+	/* Rewrite a cache that could now carry a stamp it lacks. */
+	changed = c.invalid || (stamp.valid && stamp.stable &&
+				!stamp_equal(&c.stamp, &stamp));
 	for (i = 0; i < l.count; i++) {
 		struct entry *e = &l.v[i];
 		struct cache_ent *ce;
@@ -889,6 +1096,10 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 	/* Entries of deleted messages are pruned by rewriting. */
 	if (used != c.count)
 		changed = true;
+
+	/* Written while the entries still own their names. */
+	if (changed && (md->flags & MAILDROP_NO_CACHE) == 0)
+		cache_write(md->path, &l, &stamp);
 
 	n = 0;
 	for (i = 0; i < l.count; i++)
@@ -926,8 +1137,6 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 		md->total_size += m->size;
 		md->count++;
 	}
-	if (changed && (md->flags & MAILDROP_NO_CACHE) == 0)
-		cache_write(md->path, &l);
 	ret = 0;
 cleanup:
 	if (ret < 0) {

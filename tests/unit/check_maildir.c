@@ -163,10 +163,15 @@ find_msg(const struct maildrop *md, const char *name)
 static uint64_t
 fnv1a64(const char *p, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	size_t i;
+	uint64_t h = 0xcbf29ce484222325ULL, w;
+	size_t i = 0;
 
-	for (i = 0; i < len; i++) {
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, p + i, 8);
+		h ^= w;
+		h *= 0x100000001b3ULL;
+	}
+	for (; i < len; i++) {
 		h ^= (unsigned char)p[i];
 		h *= 0x100000001b3ULL;
 	}
@@ -628,8 +633,9 @@ START_TEST(test_cache_created)
 	ck_assert_int_eq(stat(p, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777, 0600);
 	read_rel("poplar-sizes", buf, sizeof(buf));
-	ck_assert_msg(strncmp(buf, "poplar-sizes 1\n4 1700000000 6 1.m\n"
-			      "checksum ", 33 + 9) == 0, "%s", buf);
+	ck_assert_msg(strncmp(buf, "poplar-sizes 2\ndirs -\n"
+			      "4 1700000000 6 new/1.m\nchecksum ",
+			      15 + 7 + 23 + 9) == 0, "%s", buf);
 }
 END_TEST
 
@@ -700,9 +706,9 @@ START_TEST(test_cache_corrupt)
 
 	prepare_swapped();
 	len = read_rel("poplar-sizes", buf, sizeof(buf));
-	/* "4 1700000000 6 1.m": make the size 5, still plausible. */
-	ck_assert_ptr_nonnull(strstr(buf, " 6 1.m"));
-	strstr(buf, " 6 1.m")[1] = '5';
+	/* "4 1700000000 6 new/1.m": make the size 5, still plausible. */
+	ck_assert_ptr_nonnull(strstr(buf, " 6 new/1.m"));
+	strstr(buf, " 6 new/1.m")[1] = '5';
 	put("poplar-sizes", buf, len);
 	ino = inode_of("poplar-sizes");
 	ck_assert_uint_eq(size_now(), 4);
@@ -740,11 +746,11 @@ START_TEST(test_cache_wrong_version)
 {
 	prepare_swapped();
 	/* Well-formed, right checksum, other version. */
-	write_cache_body("poplar-sizes 2\n4 1700000000 6 1.m\n");
+	write_cache_body("poplar-sizes 1\ndirs -\n4 1700000000 6 new/1.m\n");
 	ck_assert_uint_eq(size_now(), 4);
-	/* The same forged file with version 1 is believed (control). */
+	/* The same forged file with version 2 is believed (control). */
 	prepare_swapped();
-	write_cache_body("poplar-sizes 1\n4 1700000000 6 1.m\n");
+	write_cache_body("poplar-sizes 2\ndirs -\n4 1700000000 6 new/1.m\n");
 	ck_assert_uint_eq(size_now(), 6);
 }
 END_TEST
@@ -753,20 +759,44 @@ START_TEST(test_cache_implausible)
 {
 	prepare_swapped();
 	/* A right checksum cannot make an impossible size believable. */
-	write_cache_body("poplar-sizes 1\n4 1700000000 11 1.m\n");
+	write_cache_body("poplar-sizes 2\ndirs -\n4 1700000000 11 new/1.m\n");
 	ck_assert_uint_eq(size_now(), 4);
 	prepare_swapped();
-	write_cache_body("poplar-sizes 1\n4 1700000000 3 1.m\n");
+	write_cache_body("poplar-sizes 2\ndirs -\n4 1700000000 3 new/1.m\n");
 	ck_assert_uint_eq(size_now(), 4);
 	prepare_swapped();
-	write_cache_body("poplar-sizes 1\n4 1700000000 6 1.m extra\n"
+	write_cache_body("poplar-sizes 2\ndirs -\n4 1700000000 6 new/1.m extra\n"
 			 "x y z\n");
 	ck_assert_uint_eq(size_now(), 4);
 	prepare_swapped();
-	write_cache_body("poplar-sizes 1\n4 -1700000000 6 1.m\n");
+	write_cache_body("poplar-sizes 2\ndirs -\n4 -1700000000 6 new/1.m\n");
 	ck_assert_uint_eq(size_now(), 4);
 	prepare_swapped();
-	write_cache_body("poplar-sizes 1\n4  1700000000 6 1.m\n");
+	write_cache_body("poplar-sizes 2\ndirs -\n4  1700000000 6 new/1.m\n");
+	ck_assert_uint_eq(size_now(), 4);
+}
+END_TEST
+
+/* Directories unchanged for a while: the listing itself comes from the
+ * cache (no stat of the message, so a swapped content with a new mtime
+ * goes unseen), until a directory changes. */
+START_TEST(test_cache_stamp)
+{
+	char buf[4096];
+
+	puts_md("new/1.m", "a\nb\n");
+	set_mtime("new/1.m", T0);
+	set_mtime("new", T0);
+	set_mtime("cur", T0);
+	ck_assert_uint_eq(size_now(), 6);
+	read_rel("poplar-sizes", buf, sizeof(buf));
+	ck_assert_msg(strstr(buf, "\ndirs -\n") == NULL, "%s", buf);
+	puts_md("new/1.m", "ab\r\n");
+	set_mtime("new/1.m", T0 + 1);
+	ck_assert_uint_eq(size_now(), 6);
+	/* A delivery, rename or deletion changes a directory's mtime:
+	 * everything is listed again. */
+	set_mtime("new", T0 + 3);
 	ck_assert_uint_eq(size_now(), 4);
 }
 END_TEST
@@ -1012,6 +1042,7 @@ maildir_suite(void)
 	tc = tcase_create("cache");
 	tcase_add_checked_fixture(tc, setup_maildir, teardown_tmpdir);
 	tcase_add_test(tc, test_cache_created);
+	tcase_add_test(tc, test_cache_stamp);
 	tcase_add_test(tc, test_cache_disabled);
 	tcase_add_test(tc, test_cache_not_written);
 	tcase_add_test(tc, test_cache_used);
