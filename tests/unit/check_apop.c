@@ -33,7 +33,12 @@ teardown(void)
 static void
 write_file(const char *text, mode_t mode)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int fd;
+
+	/* A fresh file each time: an earlier test may have left it 0400,
+	 * which only root could open for writing. */
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
