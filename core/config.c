@@ -666,12 +666,14 @@ tls_set(struct parser *p, size_t k, char *v)
 
 /* ---- [userdb] ---------------------------------------------------------- */
 
-enum { UK_DRIVER, UK_FILE, UK_DEFAULT_UID, UK_DEFAULT_GID };
+enum { UK_DRIVER, UK_FILE, UK_DEFAULT_UID, UK_DEFAULT_GID,
+       UK_SUPPLEMENTARY_GROUPS };
 static const char *const userdb_keys[] = {
 	[UK_DRIVER] = "driver",
 	[UK_FILE] = "file",
 	[UK_DEFAULT_UID] = "default_uid",
 	[UK_DEFAULT_GID] = "default_gid",
+	[UK_SUPPLEMENTARY_GROUPS] = "supplementary_groups",
 };
 
 static int
@@ -699,6 +701,11 @@ userdb_set(struct parser *p, size_t k, char *v)
 			cfg->userdb_default_uid = (long)id;
 		else
 			cfg->userdb_default_gid = (long)id;
+		return 0;
+	case UK_SUPPLEMENTARY_GROUPS:
+		if (set_enum(p, v, yes_no_names, NELEM(yes_no_names), &e) < 0)
+			return -1;
+		cfg->userdb_groups = (int)e;
 		return 0;
 	}
 	return fail(p, p->line, "internal error: userdb key %zu", k);
@@ -1104,6 +1111,10 @@ finish(struct parser *p)
 		cfg->maildrop_location = keep(cfg, "maildir:%h/Maildir");
 	if (cfg->maildrop_cache == NULL)
 		cfg->maildrop_cache = keep(cfg, "yes");
+	/* System users are members of groups in the group database; the
+	 * users of a passwd-file are not, unless the admin says so. */
+	if (cfg->userdb_groups < 0)
+		cfg->userdb_groups = cfg->userdb_driver == USERDB_SYSTEM;
 	return 0;
 }
 
@@ -1129,6 +1140,7 @@ config_parse(const char *name, const char *text, size_t len, char *err,
 	cfg->userdb_driver = USERDB_SYSTEM;
 	cfg->userdb_default_uid = -1;
 	cfg->userdb_default_gid = -1;
+	cfg->userdb_groups = -1;
 	cfg->maildrop_stale_age = DOTLOCK_DEFAULT_STALE_AGE;
 	cfg->maildrop_lock_timeout = DOTLOCK_DEFAULT_TIMEOUT;
 	cfg->maildrop_mail_gid = -1;
@@ -1253,6 +1265,8 @@ config_print(const struct config *cfg, FILE *out)
 		fprintf(out, "default_uid = %ld\n", cfg->userdb_default_uid);
 	if (cfg->userdb_default_gid >= 0)
 		fprintf(out, "default_gid = %ld\n", cfg->userdb_default_gid);
+	print_value(out, "supplementary_groups",
+		    cfg->userdb_groups ? "yes" : "no");
 
 	fprintf(out, "\n[maildrop]\n");
 	print_value(out, "location", cfg->maildrop_location);

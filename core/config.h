@@ -92,6 +92,9 @@ struct config {
 	char *userdb_file;                  /* passwd-file path */
 	long userdb_default_uid;            /* -1: none */
 	long userdb_default_gid;
+	int userdb_groups;                  /* supplementary groups: 1 look
+					     * them up (initgroups), 0 only the
+					     * user's gid; default by driver */
 
 	/* [maildrop] */
 	char *maildrop_location;        /* default maildir:%h/Maildir */

@@ -285,7 +285,9 @@ master_run(const struct config *cfg, int foreground)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
-	privdrop_prepare();
+	privdrop_prepare((cfg->userdb_driver == USERDB_SYSTEM ?
+			  PRIVDROP_PREPARE_USERS : 0) |
+			 (cfg->userdb_groups ? PRIVDROP_PREPARE_GROUPS : 0));
 	pfd = xcalloc(nb + 1, sizeof(*pfd));
 	children = xcalloc(cfg->max_sessions + 1, sizeof(*children));
 	for (size_t i = 0; i < nb; i++) {

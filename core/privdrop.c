@@ -19,7 +19,7 @@
 #include "privdrop.h"
 
 void
-privdrop_prepare(void)
+privdrop_prepare(unsigned int what)
 {
 	gid_t groups[64];
 	int n = (int)(sizeof(groups) / sizeof(groups[0]));
@@ -31,19 +31,30 @@ privdrop_prepare(void)
 	 * for some a socket connect) on first use; done once here, every
 	 * session process inherits them instead of loading them again.
 	 * The answers do not matter. */
-	(void)getgrouplist("root", 0, groups, &n);
-	(void)getpwnam_r("root", &pw, buf, sizeof(buf), &pwp);
-	(void)getspnam_r("root", &sp, buf, sizeof(buf), &spp);
+	if (what & PRIVDROP_PREPARE_GROUPS)
+		(void)getgrouplist("root", 0, groups, &n);
+	if (what & PRIVDROP_PREPARE_USERS) {
+		(void)getpwnam_r("root", &pw, buf, sizeof(buf), &pwp);
+		(void)getspnam_r("root", &sp, buf, sizeof(buf), &spp);
+	}
 	explicit_bzero(buf, sizeof(buf));
 }
 
-/* initgroups, plus extra (when set) as one more supplementary group. */
+/* The user's groups (from the group database when lookup is set, else
+ * just gid), plus extra (when set) as one more supplementary group. */
 static int
-set_groups(const char *name, gid_t gid, gid_t extra)
+set_groups(const char *name, gid_t gid, gid_t extra, int lookup)
 {
 	gid_t groups[NGROUPS_MAX + 1];
 	int n;
 
+	if (!lookup) {
+		groups[0] = gid;
+		n = 1;
+		if (extra != (gid_t)-1 && extra != gid)
+			groups[n++] = extra;
+		return setgroups((size_t)n, groups);
+	}
 	if (initgroups(name, gid) < 0 && setgroups(1, &gid) < 0)
 		return -1;
 	if (extra == (gid_t)-1)
@@ -72,14 +83,8 @@ has_group(gid_t g)
 }
 
 int
-privdrop_to_user(const char *name, uid_t uid, gid_t gid, const char **error_r)
-{
-	return privdrop_to_user_group(name, uid, gid, (gid_t)-1, error_r);
-}
-
-int
-privdrop_to_user_group(const char *name, uid_t uid, gid_t gid,
-		       gid_t extra_gid, const char **error_r)
+privdrop_to_user(const char *name, uid_t uid, gid_t gid, gid_t extra_gid,
+		 unsigned int flags, const char **error_r)
 {
 	uid_t ruid, euid, suid;
 	gid_t rgid, egid, sgid;
@@ -102,7 +107,8 @@ privdrop_to_user_group(const char *name, uid_t uid, gid_t gid,
 		*error_r = "refusing to serve a maildrop as root";
 		return -1;
 	}
-	if (set_groups(name, gid, extra_gid) < 0) {
+	if (set_groups(name, gid, extra_gid, (flags & PRIVDROP_GROUPS) != 0)
+	    < 0) {
 		*error_r = "setgroups failed";
 		return -1;
 	}

@@ -270,10 +270,11 @@ session_login(struct poplar_session *s, const char *user, const char *method,
 		uid = (uid_t)s->cfg->userdb_default_uid;
 	if (gid == (gid_t)-1 && s->cfg->userdb_default_gid >= 0)
 		gid = (gid_t)s->cfg->userdb_default_gid;
-	if (privdrop_to_user_group(u.name, uid, gid,
-				   s->cfg->maildrop_mail_gid >= 0 ?
-				   (gid_t)s->cfg->maildrop_mail_gid :
-				   (gid_t)-1, &error) < 0)
+	if (privdrop_to_user(u.name, uid, gid,
+			     s->cfg->maildrop_mail_gid >= 0 ?
+			     (gid_t)s->cfg->maildrop_mail_gid : (gid_t)-1,
+			     s->cfg->userdb_groups ? PRIVDROP_GROUPS : 0,
+			     &error) < 0)
 		return login_abort(s, "[SYS/PERM]", "cannot serve this user",
 				   error);
 

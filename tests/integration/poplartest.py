@@ -313,11 +313,13 @@ class PoplarServer:
     Use: s = PoplarServer(); s.add_user("alice", "secret");
     s.add_message("alice", b"..."); s.start(); ...; s.stop(); s.cleanup().
     server_opts / listener_opts add or override keys of [server] and of
-    the first listener; extra_config is appended verbatim.
+    the first listener, userdb_opts / maildrop_opts add keys to [userdb]
+    and [maildrop]; extra_config is appended verbatim.
     """
 
     def __init__(self, server_opts=None, listener_opts=None,
-                 extra_config="", listeners=None):
+                 extra_config="", listeners=None, userdb_opts=None,
+                 maildrop_opts=None):
         self.tmp = tempfile.mkdtemp(prefix="poplar-test-")
         # poplard's session processes run as nobody when we are root:
         # they must be able to reach the homes below.
@@ -342,6 +344,8 @@ class PoplarServer:
         # Further listeners: list of (name, {key: value}).
         self.extra_listeners = list(listeners or [])
         self.extra_config = extra_config
+        self.userdb_opts = dict(userdb_opts or {})
+        self.maildrop_opts = dict(maildrop_opts or {})
         self.userdb = os.path.join(self.tmp, "users")
         self.config_path = os.path.join(self.tmp, "poplar.conf")
         self.log_path = os.path.join(self.tmp, "poplard.log")
@@ -416,9 +420,11 @@ class PoplarServer:
             out += ["", "[listen %s]" % name]
             out += ["%s = %s" % kv for kv in opts.items()]
         out += ["", "[userdb]", "driver = passwd-file",
-                "file = %s" % self.userdb,
-                "", "[maildrop]", "location = maildir:%h/Maildir",
-                "", "[module pass]", "backend = userdb", ""]
+                "file = %s" % self.userdb]
+        out += ["%s = %s" % kv for kv in self.userdb_opts.items()]
+        out += ["", "[maildrop]", "location = maildir:%h/Maildir"]
+        out += ["%s = %s" % kv for kv in self.maildrop_opts.items()]
+        out += ["", "[module pass]", "backend = userdb", ""]
         text = "\n".join(out)
         if self.extra_config:
             text += "\n" + self.extra_config

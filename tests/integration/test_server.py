@@ -362,5 +362,86 @@ class InetdModeTests(unittest.TestCase):
         self.assertIn(b"nosuch", err)
 
 
+def group_with_member():
+    """(member name, gid) of a group in /etc/group that lists a member,
+    or None."""
+    try:
+        with open("/etc/group") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) == 4 and parts[3] and parts[2].isdigit():
+                    return parts[3].split(",")[0], int(parts[2])
+    except OSError:
+        pass
+    return None
+
+
+def session_credentials(server):
+    """(uid set, gid set, supplementary groups) of the one live session
+    process of server, read from /proc."""
+    kids = server.live_children()
+    if len(kids) != 1:
+        raise AssertionError("expected one session process, got %r" % kids)
+    fields = {}
+    with open("/proc/%d/status" % kids[0]) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.split()
+    return (set(int(x) for x in fields["Uid"]),
+            set(int(x) for x in fields["Gid"]),
+            sorted(int(x) for x in fields["Groups"]))
+
+
+MAIL_GID = 8
+
+
+@unittest.skipUnless(os.geteuid() == 0, "privilege drop needs root")
+class PrivilegeDropTests(unittest.TestCase):
+    """After login a session runs as the user: uid, gid and the
+    supplementary groups that [userdb] supplementary_groups asks for."""
+
+    def run_session(self, name="alice", userdb_opts=None,
+                    maildrop_opts=None):
+        server = PoplarServer(userdb_opts=userdb_opts,
+                              maildrop_opts=maildrop_opts)
+        try:
+            server.add_user(name, "secret")
+            server.add_message(name, MESSAGE)
+            server.start()
+            with server.login(name) as c:
+                self.assertTrue(c.cmd("STAT").startswith("+OK"))
+                creds = session_credentials(server)
+                c.quit()
+            return creds
+        finally:
+            server.stop()
+            server.cleanup()
+
+    def test_passwd_file_user_has_only_its_gid(self):
+        uids, gids, groups = self.run_session()
+        self.assertEqual(uids, {poplartest.NOBODY})
+        self.assertEqual(gids, {poplartest.NOBODY})
+        self.assertEqual(groups, [poplartest.NOBODY])
+
+    def test_mail_group_is_added(self):
+        uids, gids, groups = self.run_session(
+            maildrop_opts={"mail_group": str(MAIL_GID)})
+        self.assertEqual(gids, {poplartest.NOBODY})
+        self.assertEqual(groups, sorted([poplartest.NOBODY, MAIL_GID]))
+
+    def test_supplementary_groups_from_group_database(self):
+        member = group_with_member()
+        if member is None:
+            self.skipTest("no group in /etc/group lists a member")
+        name, gid = member
+        _, _, without = self.run_session(name=name)
+        self.assertNotIn(gid, without)
+        _, gids, groups = self.run_session(
+            name=name, userdb_opts={"supplementary_groups": "yes"})
+        self.assertEqual(gids, {poplartest.NOBODY})
+        self.assertIn(gid, groups)
+        self.assertIn(poplartest.NOBODY, groups)
+
+
 if __name__ == "__main__":
     poplartest.run_tests()

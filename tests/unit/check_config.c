@@ -164,6 +164,8 @@ START_TEST(test_minimal)
 	ck_assert_str_eq(cfg->userdb_file, "/path/to/users");
 	ck_assert_int_eq(cfg->userdb_default_uid, -1);
 	ck_assert_int_eq(cfg->userdb_default_gid, -1);
+	/* Virtual users: no group look-up unless asked for. */
+	ck_assert_int_eq(cfg->userdb_groups, 0);
 
 	ck_assert_str_eq(cfg->maildrop_location, "maildir:%h/Maildir");
 	ck_assert_str_eq(cfg->maildrop_cache, "yes");
@@ -211,6 +213,8 @@ START_TEST(test_defaults)
 			 PLAINTEXT_AFTER_TLS);
 	ck_assert_int_eq(cfg->userdb_driver, USERDB_SYSTEM);
 	ck_assert_ptr_null(cfg->userdb_file);
+	/* System users: their groups from the group database. */
+	ck_assert_int_eq(cfg->userdb_groups, 1);
 	ck_assert_str_eq(cfg->maildrop_location, "maildir:%h/Maildir");
 	ck_assert_str_eq(cfg->maildrop_cache, "yes");
 	ck_assert_uint_eq(cfg->modules[0].nitems, 0);
@@ -248,6 +252,7 @@ START_TEST(test_all_keys)
 		"driver = system\n"
 		"default_uid = 4294967294\n"
 		"default_gid = 0\n"
+		"supplementary_groups = no\n"
 		"[maildrop]\n"
 		"location = mbox:/var/mail/%u\n"
 		"size_cache = no\n"
@@ -283,6 +288,7 @@ START_TEST(test_all_keys)
 	ck_assert_int_eq(cfg->userdb_driver, USERDB_SYSTEM);
 	ck_assert_int_eq(cfg->userdb_default_uid, 4294967294L);
 	ck_assert_int_eq(cfg->userdb_default_gid, 0);
+	ck_assert_int_eq(cfg->userdb_groups, 0);
 	ck_assert_str_eq(cfg->maildrop_location, "mbox:/var/mail/%u");
 	ck_assert_str_eq(cfg->maildrop_cache, "no");
 	config_free(&cfg);
@@ -581,6 +587,8 @@ START_TEST(test_bad_numbers)
 	bad("[userdb]\ndefault_uid = 4294967295\n", 2, "invalid default_uid");
 	bad("[userdb]\ndefault_gid = -1\n", 2, "invalid default_gid");
 	bad("[userdb]\ndefault_gid = 4294967297\n", 2, "invalid default_gid");
+	bad("[userdb]\nsupplementary_groups = maybe\n", 2,
+	    "invalid supplementary_groups 'maybe': expected no or yes");
 }
 END_TEST
 
