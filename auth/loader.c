@@ -351,6 +351,13 @@ modules_list(const char *dir, FILE *out)
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		snprintf(name, sizeof(name), "%.*s",
 			 (int)(strlen(names[i]) - 3), names[i]);
+		if (strchr(name, '-') != NULL) {
+			/* MODULE-PART.so: loaded by MODULE, not a module. */
+			fprintf(out, "  %-10s part of module %.*s\n", name,
+				(int)strcspn(name, "-"), name);
+			free(names[i]);
+			continue;
+		}
 		m = module_load_file(path, name, err, sizeof(err));
 		if (m == NULL) {
 			fprintf(out, "  %-10s unusable: %s\n", name, err);

@@ -2,23 +2,33 @@
  *
  * The password is checked by one backend: the host's userdb (passwd-file
  * or system), the KDC (backend = krb5, pass_krb5.c) or PAM (backend =
- * pam, pass_pam.c).  USER never reveals whether a user exists; PASS
+ * pam, pass_pam.c); the last two are shared objects of their own,
+ * loaded only when configured (pass_backend.h).  USER never reveals whether a user exists; PASS
  * answers every failure alike (the core sends the same -ERR [AUTH] after
  * the same delay), and a backend outage as -ERR [SYS/TEMP]. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* dladdr */
+#endif
+#include <dlfcn.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "poplar-module.h"
 #include "pass_backend.h"
 
-enum backend { BACKEND_USERDB, BACKEND_KRB5, BACKEND_PAM };
-
 struct pass_mod {
 	const struct poplar_host *host;
-	enum backend backend;
-	struct pass_krb5 *krb5;
-	struct pass_pam *pam;
+	/* NULL: the host's userdb; else the loaded backend */
+	const struct pass_backend *be;
+	void *be_state;
+	void *be_handle;
 };
+
+extern const struct poplar_module poplar_module;
+
+/* Text of the last init error (init runs once, in the master). */
+static char init_error[1024];
 
 struct pass_sess {
 	bool have_user;
@@ -27,17 +37,6 @@ struct pass_sess {
 	bool user_too_long;
 };
 
-#ifdef PASS_BACKEND_KRB5
-#define KRB5_KEYS ", keytab, service, host, realms, principal_map, kuserok"
-#else
-#define KRB5_KEYS ""
-#endif
-#ifdef PASS_BACKEND_PAM
-#define PAM_KEYS ", pam_service"
-#else
-#define PAM_KEYS ""
-#endif
-
 static void
 pass_fini(void *mod)
 {
@@ -45,35 +44,60 @@ pass_fini(void *mod)
 
 	if (m == NULL)
 		return;
-#ifdef PASS_BACKEND_KRB5
-	pass_krb5_free(&m->krb5);
-#endif
-#ifdef PASS_BACKEND_PAM
-	pass_pam_free(&m->pam);
-#endif
+	if (m->be != NULL && m->be_state != NULL)
+		m->be->destroy(m->be_state);
+	if (m->be_handle != NULL)
+		dlclose(m->be_handle);
 	free(m);
 }
 
-/* Offer a key to the configured backend: 1 taken, 0 unknown, -1 bad. */
+/* Load pass-NAME.so from the directory pass.so was loaded from. */
 static int
-backend_set(struct pass_mod *m, const char *key, const char *value,
-	    const char **error_r)
+backend_load(struct pass_mod *m, const char *name, const char **error_r)
 {
-	switch (m->backend) {
-	case BACKEND_KRB5:
-#ifdef PASS_BACKEND_KRB5
-		return pass_krb5_set(m->krb5, key, value, error_r);
-#else
-		break;
-#endif
-	case BACKEND_PAM:
-#ifdef PASS_BACKEND_PAM
-		return pass_pam_set(m->pam, key, value, error_r);
-#else
-		break;
-#endif
-	case BACKEND_USERDB:
-		break;
+	Dl_info info;
+	const char *slash;
+	const struct pass_backend *be;
+	char path[4096];
+	int n;
+
+	if (strcmp(name, "krb5") != 0 && strcmp(name, "pam") != 0) {
+		*error_r = "unknown backend (known: userdb, krb5, pam)";
+		return -1;
+	}
+	if (dladdr((const void *)&poplar_module, &info) == 0 ||
+	    info.dli_fname == NULL ||
+	    (slash = strrchr(info.dli_fname, '/')) == NULL) {
+		*error_r = "cannot find the directory of pass.so";
+		return -1;
+	}
+	n = snprintf(path, sizeof(path), "%.*s/pass-%s.so",
+		     (int)(slash - info.dli_fname), info.dli_fname, name);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		*error_r = "module directory path too long";
+		return -1;
+	}
+	m->be_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (m->be_handle == NULL) {
+		snprintf(init_error, sizeof(init_error), "backend %s is not "
+			 "available (not built or not installed): %s", name,
+			 dlerror());
+		*error_r = init_error;
+		return -1;
+	}
+	be = dlsym(m->be_handle, PASS_BACKEND_SYMBOL);
+	if (be == NULL || be->abi != PASS_BACKEND_ABI ||
+	    strcmp(be->name, name) != 0) {
+		snprintf(init_error, sizeof(init_error), "%.900s: not a pass backend "
+			 "of this version", path);
+		*error_r = init_error;
+		return -1;
+	}
+	m->be = be;
+	m->be_state = be->create();
+	if (m->be_state == NULL) {
+		*error_r = "out of memory";
+		return -1;
 	}
 	return 0;
 }
@@ -90,7 +114,6 @@ pass_init(const struct poplar_host *host,
 		return -1;
 	}
 	m->host = host;
-	m->backend = BACKEND_USERDB;
 	/* The backend first: the other keys belong to it. */
 	for (size_t i = 0; i < nitems; i++) {
 		const char *v = items[i].value;
@@ -98,38 +121,13 @@ pass_init(const struct poplar_host *host,
 		if (strcmp(items[i].key, "backend") != 0)
 			continue;
 		*item_r = &items[i];
-		if (strcmp(v, "userdb") == 0)
-			m->backend = BACKEND_USERDB;
-		else if (strcmp(v, "krb5") == 0) {
-#ifdef PASS_BACKEND_KRB5
-			m->backend = BACKEND_KRB5;
-			m->krb5 = pass_krb5_new();
-			if (m->krb5 == NULL) {
-				*error_r = "out of memory";
-				goto fail;
-			}
-#else
-			*error_r = "this poplar was built without Kerberos "
-				   "(configure --with-krb5)";
-			goto fail;
-#endif
-		} else if (strcmp(v, "pam") == 0) {
-#ifdef PASS_BACKEND_PAM
-			m->backend = BACKEND_PAM;
-			m->pam = pass_pam_new();
-			if (m->pam == NULL) {
-				*error_r = "out of memory";
-				goto fail;
-			}
-#else
-			*error_r = "this poplar was built without PAM "
-				   "(configure --with-pam)";
-			goto fail;
-#endif
-		} else {
-			*error_r = "unknown backend (known: userdb, krb5, pam)";
+		if (m->be != NULL) {
+			*error_r = "backend given twice";
 			goto fail;
 		}
+		if (strcmp(v, "userdb") != 0 &&
+		    backend_load(m, v, error_r) < 0)
+			goto fail;
 	}
 	for (size_t i = 0; i < nitems; i++) {
 		int r;
@@ -137,24 +135,22 @@ pass_init(const struct poplar_host *host,
 		if (strcmp(items[i].key, "backend") == 0)
 			continue;
 		*item_r = &items[i];
-		r = backend_set(m, items[i].key, items[i].value, error_r);
+		r = m->be != NULL ? m->be->set(m->be_state, items[i].key,
+					       items[i].value, error_r) : 0;
 		if (r < 0)
 			goto fail;
 		if (r == 0) {
-			*error_r = m->backend == BACKEND_KRB5
-				   ? "unknown key (known: backend" KRB5_KEYS ")"
-				   : m->backend == BACKEND_PAM
-				   ? "unknown key (known: backend" PAM_KEYS ")"
-				   : "unknown key (known: backend)";
+			snprintf(init_error, sizeof(init_error),
+				 "unknown key (known: backend%s)",
+				 m->be != NULL ? m->be->keys : "");
+			*error_r = init_error;
 			goto fail;
 		}
 	}
 	*item_r = NULL;
-#ifdef PASS_BACKEND_KRB5
-	if (m->backend == BACKEND_KRB5 &&
-	    pass_krb5_finish(m->krb5, host, error_r) < 0)
+	if (m->be != NULL && m->be->finish != NULL &&
+	    m->be->finish(m->be_state, host, error_r) < 0)
 		goto fail;
-#endif
 	*mod_r = m;
 	return 0;
 fail:
@@ -165,16 +161,10 @@ fail:
 static int
 pass_check(void *mod, FILE *out, int verbose)
 {
-#ifdef PASS_BACKEND_KRB5
 	struct pass_mod *m = mod;
 
-	if (m->backend == BACKEND_KRB5)
-		return pass_krb5_check(m->krb5, out, verbose);
-#else
-	(void)mod;
-#endif
-	(void)out;
-	(void)verbose;
+	if (m->be != NULL && m->be->check != NULL)
+		return m->be->check(m->be_state, out, verbose);
 	return 0;
 }
 
@@ -215,8 +205,8 @@ cmd_user(struct poplar_session *s, void *sess, unsigned int argc,
 	struct pass_sess *ps = sess;
 	size_t len = strlen(argv[0]);
 	/* Only Kerberos takes principal names longer than a user name. */
-	size_t max = the_mod->backend == BACKEND_KRB5 ? PASS_NAME_MAX
-						      : POPLAR_USER_MAX;
+	size_t max = the_mod->be != NULL ? the_mod->be->name_max
+					 : POPLAR_USER_MAX;
 
 	(void)s;
 	(void)argc;
@@ -253,31 +243,15 @@ cmd_pass(struct poplar_session *s, void *sess, unsigned int argc,
 		out->reason = "user name too long";
 		return POPLAR_LOGIN_FAIL;
 	}
-	switch (the_mod->backend) {
-#ifdef PASS_BACKEND_KRB5
-	case BACKEND_KRB5:
-		v = pass_krb5_verify(the_mod->krb5, ps->user, argv[0],
-				     out->user, out->detail, &reason);
+	if (the_mod->be != NULL) {
+		v = the_mod->be->verify(the_mod->be_state, ps->user, argv[0],
+					host->peer_address(s), out->user,
+					out->detail, &reason);
 		if (v != POPLAR_VERIFY_OK)
 			snprintf(out->user, sizeof(out->user), "%.*s",
 				 POPLAR_USER_MAX, ps->user);
-		break;
-#endif
-#ifdef PASS_BACKEND_PAM
-	case BACKEND_PAM:
-		v = pass_pam_verify(the_mod->pam, ps->user, argv[0],
-				    host->peer_address(s), out->user, &reason);
-		if (v != POPLAR_VERIFY_OK)
-			snprintf(out->user, sizeof(out->user), "%.*s",
-				 POPLAR_USER_MAX, ps->user);
-		else
-			snprintf(out->detail, sizeof(out->detail),
-				 "backend=pam");
-		break;
-#endif
-	default:
+	} else {
 		v = host->verify_password(ps->user, argv[0], &reason);
-		break;
 	}
 	host->wipe(argv[0], strlen(argv[0]));
 	switch (v) {

@@ -285,3 +285,59 @@ out:
 	krb5_free_context(ctx);
 	return v;
 }
+
+/* ---- the backend's descriptor ------------------------------------------ */
+
+static void *
+krb5_create(void)
+{
+	return pass_krb5_new();
+}
+
+static int
+krb5_set(void *b, const char *key, const char *value, const char **error_r)
+{
+	return pass_krb5_set(b, key, value, error_r);
+}
+
+static int
+krb5_finish(void *b, const struct poplar_host *host, const char **error_r)
+{
+	return pass_krb5_finish(b, host, error_r);
+}
+
+static void
+krb5_destroy(void *b)
+{
+	struct pass_krb5 *k = b;
+
+	pass_krb5_free(&k);
+}
+
+static int
+krb5_check(void *b, FILE *out, int verbose)
+{
+	return pass_krb5_check(b, out, verbose);
+}
+
+static enum poplar_verify
+krb5_verify(void *b, const char *name, const char *password,
+	    const char *rhost, char *user, char *detail, const char **reason_r)
+{
+	(void)rhost;
+	return pass_krb5_verify(b, name, password, user, detail, reason_r);
+}
+
+const struct pass_backend poplar_pass_backend = {
+	.abi = PASS_BACKEND_ABI,
+	.name = "krb5",
+	.keys = ", keytab, service, host, realms, principal_map, kuserok",
+	/* Principals with instance and realm are longer than user names. */
+	.name_max = PASS_NAME_MAX,
+	.create = krb5_create,
+	.set = krb5_set,
+	.finish = krb5_finish,
+	.destroy = krb5_destroy,
+	.check = krb5_check,
+	.verify = krb5_verify,
+};

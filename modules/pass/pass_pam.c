@@ -4,6 +4,7 @@
  *
  * Runs as root when poplard does (pam_unix reads /etc/shadow), before the
  * core drops privileges. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <security/pam_appl.h>
@@ -193,3 +194,50 @@ pass_pam_verify(struct pass_pam *p, const char *name, const char *password,
 	*reason_r = p->reason;
 	return classify(r);
 }
+
+/* ---- the backend's descriptor ------------------------------------------ */
+
+static void *
+pam_create(void)
+{
+	return pass_pam_new();
+}
+
+static int
+pam_set(void *b, const char *key, const char *value, const char **error_r)
+{
+	return pass_pam_set(b, key, value, error_r);
+}
+
+static void
+pam_destroy(void *b)
+{
+	struct pass_pam *p = b;
+
+	pass_pam_free(&p);
+}
+
+static enum poplar_verify
+pam_verify(void *b, const char *name, const char *password,
+	   const char *rhost, char *user, char *detail, const char **reason_r)
+{
+	enum poplar_verify v = pass_pam_verify(b, name, password, rhost, user,
+					       reason_r);
+
+	if (v == POPLAR_VERIFY_OK)
+		snprintf(detail, POPLAR_DETAIL_MAX, "backend=pam");
+	return v;
+}
+
+const struct pass_backend poplar_pass_backend = {
+	.abi = PASS_BACKEND_ABI,
+	.name = "pam",
+	.keys = ", pam_service",
+	.name_max = POPLAR_USER_MAX,
+	.create = pam_create,
+	.set = pam_set,
+	.finish = NULL,
+	.destroy = pam_destroy,
+	.check = NULL,
+	.verify = pam_verify,
+};

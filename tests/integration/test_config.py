@@ -4,6 +4,7 @@ errors are reported ("file:line: message", exit status 1).
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import unittest
@@ -195,6 +196,68 @@ class ConfigCheckTests(unittest.TestCase):
         code, out, err = run_poplard("--no-such-option")
         self.assertNotEqual(code, 0)
         self.assertTrue(err)
+
+
+def mapped_files(pid):
+    """Paths of the files mapped into process pid."""
+    paths = set()
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith("/"):
+                paths.add(parts[5].strip())
+    return paths
+
+
+@unittest.skipUnless(poplartest.module_build_dir() and os.path.exists(
+    os.path.join(poplartest.module_build_dir() or "", "pass.so")),
+    "the modules are not built (POPLAR_MODULE_BUILD_DIR)")
+class PassBackendTests(unittest.TestCase):
+    """The pass module's krb5 and PAM backends are shared objects of their
+    own (pass-krb5.so, pass-pam.so), loaded only when configured."""
+
+    def test_userdb_backend_maps_no_kerberos_or_pam(self):
+        server = PoplarServer()
+        try:
+            server.add_user("alice", "secret")
+            server.start()
+            with server.login("alice") as c:
+                self.assertTrue(c.cmd("STAT").startswith("+OK"))
+                c.quit()
+            libs = [os.path.basename(p) for p in mapped_files(server.pid)]
+            self.assertIn("pass.so", libs)
+            for bad in ("libkrb5", "libpam", "pass-krb5", "pass-pam"):
+                self.assertFalse([n for n in libs if n.startswith(bad)],
+                                 "%s mapped: %s" % (bad, sorted(libs)))
+        finally:
+            server.stop()
+            server.cleanup()
+
+    def test_missing_backend_is_a_clear_error(self):
+        # A module directory holding pass.so without its backends.
+        server = PoplarServer()
+        try:
+            mdir = os.path.join(server.tmp, "modules")
+            os.mkdir(mdir)
+            shutil.copy(os.path.join(poplartest.module_build_dir(),
+                                     "pass.so"), mdir)
+            server.server_opts["module_dir"] = mdir
+            server.add_user("alice", "secret")
+            server.write_config()
+            for backend in ("krb5", "pam"):
+                text = server.config_text().replace(
+                    "backend = userdb", "backend = %s" % backend)
+                path = os.path.join(server.tmp, backend + ".conf")
+                with open(path, "w") as f:
+                    f.write(text)
+                code, out, err = run_poplard("-t", "-c", path)
+                self.assertEqual(code, 1, (out, err))
+                self.assertIn("backend %s is not available" % backend, err)
+                self.assertIn("pass-%s.so" % backend, err)
+                line = text.split("\n").index("backend = %s" % backend) + 1
+                self.assertIn("%s:%d:" % (path, line), err)
+        finally:
+            server.cleanup()
 
 
 @unittest.skipUnless(poplartest.testmod_dir() and os.path.exists(
