@@ -9,7 +9,8 @@
  * descriptor of the lock file in this process releases the lock, and a
  * second session_lock_try on the same file in the same process succeeds.
  * A session process therefore takes the lock once and never opens the
- * file otherwise. */
+ * file otherwise.  The file stays empty; `lslocks` (or F_GETLK) shows
+ * which process holds it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -37,8 +38,7 @@ session_lock_try(const char *path, struct session_lock **lock_r,
 	struct session_lock *lock;
 	struct flock fl;
 	struct stat st;
-	char pid[32];
-	int fd, n;
+	int fd;
 
 	*lock_r = NULL;
 	*error_r = NULL;
@@ -81,11 +81,9 @@ session_lock_try(const char *path, struct session_lock **lock_r,
 		return -1;
 	}
 	lock->fd = fd;
-	/* The holder's pid, for the admin's eyes only: the lock itself is
-	 * what counts, so failing to write it changes nothing. */
-	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) == 0 && n > 0)
-		(void)!pwrite(fd, pid, (size_t)n, 0);
+	/* Nothing is written to the file: the kernel knows the holder
+	 * (F_GETLK, lslocks), and a write per login would change the
+	 * file's size and times, a journaled metadata update each time. */
 	*lock_r = lock;
 	return 1;
 }

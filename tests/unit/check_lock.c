@@ -5,6 +5,7 @@
 #endif
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <signal.h>
@@ -111,27 +112,60 @@ holder_start(int *ctl_r)
 	return pid;
 }
 
+/* The pid F_GETLK reports, from a child, for a write lock on the file
+ * (-1: none). */
+static long
+holder_pid_seen_by_child(void)
+{
+	int p[2];
+	long seen = -2;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct flock fl;
+		long v = -1;
+		int fd = open(lockpath, O_RDONLY);
+
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_RDLCK;
+		fl.l_whence = SEEK_SET;
+		if (fd >= 0 && fcntl(fd, F_GETLK, &fl) == 0 &&
+		    fl.l_type != F_UNLCK)
+			v = (long)fl.l_pid;
+		_exit(write(p[1], &v, sizeof(v)) == sizeof(v) ? 0 : 1);
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &seen, sizeof(seen)), sizeof(seen));
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	return seen;
+}
+
 START_TEST(test_lock_basic)
 {
 	struct session_lock *lock = NULL;
 	const char *error;
 	struct stat st;
-	char buf[32];
-	FILE *f;
+	int fd;
 
 	ck_assert_int_eq(session_lock_try(lockpath, &lock, &error), 1);
 	ck_assert_ptr_nonnull(lock);
 	ck_assert_int_eq(stat(lockpath, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777, 0600);
-	/* The holder's pid, for information. */
-	f = fopen(lockpath, "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
-	fclose(f);
-	ck_assert_int_eq(atol(buf), (long)getpid());
-
-	/* Note: the fopen/fclose above dropped our POSIX lock (it belongs
-	 * to the process); take it again through a release. */
+	/* Nothing is written into the file (no metadata update per login);
+	 * the kernel names the holder. */
+	ck_assert_int_eq(st.st_size, 0);
+	ck_assert_int_eq(holder_pid_seen_by_child(), (long)getpid());
+	/* Opening and closing the file here drops our POSIX lock (it
+	 * belongs to the process, not the descriptor). */
+	fd = open(lockpath, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(holder_pid_seen_by_child(), -1);
+	/* Take it again through a release. */
 	session_lock_release(&lock);
 	ck_assert_ptr_null(lock);
 	session_lock_release(&lock);
