@@ -24,9 +24,12 @@ struct pf_entry {
 	uid_t uid;
 	gid_t gid;
 	char *home;
+	unsigned int line;      /* in the file, for error messages */
 };
 
 static const struct config *db_cfg;
+/* The passwd-file's users, sorted by name (binary search: a university's
+ * file has tens of thousands of lines). */
 static struct pf_entry *pf;
 static size_t npf;
 
@@ -77,11 +80,40 @@ valid_name(const char *s)
 }
 
 static int
+pf_cmp(const void *a, const void *b)
+{
+	const struct pf_entry *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c != 0 ? c : x->line < y->line ? -1 : x->line > y->line;
+}
+
+static const struct pf_entry *
+pf_find(const char *name)
+{
+	size_t lo = 0, hi = npf;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, pf[mid].name);
+
+		if (c == 0)
+			return &pf[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+static int
 pf_load(const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
 	char line[USERDB_LINE_MAX + 2];
 	unsigned int lineno = 0;
+	size_t cap = 0;
 
 	if (f == NULL) {
 		snprintf(err, errlen, "%s: cannot read: %s", path,
@@ -128,22 +160,41 @@ pf_load(const char *path, char *err, size_t errlen)
 				 path, lineno);
 			goto fail;
 		}
-		for (size_t i = 0; i < npf; i++)
-			if (strcmp(pf[i].name, fields[0]) == 0) {
-				snprintf(err, errlen, "%s:%u: duplicate user '%s'",
-					 path, lineno, fields[0]);
-				goto fail;
-			}
-		pf = xrealloc(pf, npf + 1, sizeof(*pf));
+		if (npf == cap) {
+			cap = cap ? 2 * cap : 64;
+			pf = xrealloc(pf, cap, sizeof(*pf));
+		}
 		pf[npf].name = xstrdup(fields[0]);
 		pf[npf].hash = xstrdup(fields[1]);
 		pf[npf].uid = (uid_t)uid;
 		pf[npf].gid = (gid_t)gid;
 		pf[npf].home = xstrdup(fields[4]);
+		pf[npf].line = lineno;
 		npf++;
 	}
 	secure_wipe(line, sizeof(line));
 	fclose(f);
+	if (npf > 0)
+		qsort(pf, npf, sizeof(*pf), pf_cmp);
+	/* A name given twice: report the first line (in file order) that
+	 * repeats an earlier one. */
+	{
+		const struct pf_entry *dup = NULL;
+
+		for (size_t i = 1; i < npf; i++) {
+			if (strcmp(pf[i - 1].name, pf[i].name) != 0)
+				continue;
+			/* Sorted by name, then line: pf[i] repeats pf[i-1]. */
+			if (dup == NULL || pf[i].line < dup->line)
+				dup = &pf[i];
+		}
+		if (dup != NULL) {
+			snprintf(err, errlen, "%s:%u: duplicate user '%s'", path,
+				 dup->line, dup->name);
+			pf_free();
+			return -1;
+		}
+	}
 	return 0;
 fail:
 	secure_wipe(line, sizeof(line));
@@ -203,16 +254,15 @@ userdb_lookup(const char *name, struct userdb_user *user_r,
 		return 0;
 	memset(user_r, 0, sizeof(*user_r));
 	if (db_cfg != NULL && db_cfg->userdb_driver == USERDB_PASSWD_FILE) {
-		for (size_t i = 0; i < npf; i++) {
-			if (strcmp(pf[i].name, name) != 0)
-				continue;
-			strlcpy_p(user_r->name, pf[i].name, sizeof(user_r->name));
-			user_r->uid = pf[i].uid;
-			user_r->gid = pf[i].gid;
-			strlcpy_p(user_r->home, pf[i].home, sizeof(user_r->home));
-			return 1;
-		}
-		return 0;
+		const struct pf_entry *e = pf_find(name);
+
+		if (e == NULL)
+			return 0;
+		strlcpy_p(user_r->name, e->name, sizeof(user_r->name));
+		user_r->uid = e->uid;
+		user_r->gid = e->gid;
+		strlcpy_p(user_r->home, e->home, sizeof(user_r->home));
+		return 1;
 	} else {
 		struct passwd pwbuf, *pw = NULL;
 		char buf[8192];
@@ -287,12 +337,12 @@ userdb_verify_password(const char *name, const char *password,
 	hash[0] = '\0';
 	if (valid_name(name)) {
 		if (db_cfg != NULL && db_cfg->userdb_driver == USERDB_PASSWD_FILE) {
-			for (size_t i = 0; i < npf; i++)
-				if (strcmp(pf[i].name, name) == 0) {
-					strlcpy_p(hash, pf[i].hash, sizeof(hash));
-					known = 1;
-					break;
-				}
+			const struct pf_entry *e = pf_find(name);
+
+			if (e != NULL) {
+				strlcpy_p(hash, e->hash, sizeof(hash));
+				known = 1;
+			}
 		} else {
 			known = system_hash(name, hash, sizeof(hash));
 		}

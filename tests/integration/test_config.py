@@ -198,6 +198,58 @@ class ConfigCheckTests(unittest.TestCase):
         self.assertTrue(err)
 
 
+class UserFileTests(unittest.TestCase):
+    """The passwd-file userdb: errors with file:line, and look-ups in a
+    large file whose order is not the sorted order."""
+
+    def setUp(self):
+        self.server = PoplarServer()
+        self.server.add_user("alice", "secret")
+        self.server.write_config()
+
+    def tearDown(self):
+        self.server.stop()
+        self.server.cleanup()
+
+    def write_users(self, names):
+        h = poplartest.hash_password("secret")
+        ids = ("65534", "65534") if poplartest.IS_ROOT else ("", "")
+        home = self.server.users["alice"].home
+        with open(self.server.userdb, "w") as f:
+            for n in names:
+                f.write("%s:%s:%s:%s:%s\n" % (n, h, ids[0], ids[1], home))
+
+    def test_duplicate_user_at_the_first_repeating_line(self):
+        self.write_users(["zed", "bob", "carol", "carol", "bob"])
+        with open(self.server.config_path, "w") as f:
+            f.write(self.server.config_text())
+        code, out, err = run_poplard("-t", "-c", self.server.config_path)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("%s:4: duplicate user 'carol'" % self.server.userdb,
+                      err)
+
+    def test_lookups_in_a_large_file(self):
+        names = ["u%05d" % ((i * 7919) % 20000) for i in range(20000)]
+        self.write_users(names)
+        self.server.write_config = lambda: self.server.config_path
+        with open(self.server.config_path, "w") as f:
+            f.write(self.server.config_text())
+        self.server.start()
+        for name in (names[0], names[-1], names[10000], "u00000",
+                     "u19999"):
+            with self.server.connect() as c:
+                c.cmd("USER %s" % name)
+                self.assertTrue(c.cmd("PASS secret").startswith("+OK"),
+                                name)
+                c.quit()
+        for name in ("u20000", "u0000", "alice", "u00000x"):
+            with self.server.connect() as c:
+                c.cmd("USER %s" % name)
+                self.assertTrue(c.cmd("PASS secret").startswith("-ERR"),
+                                name)
+                c.quit()
+
+
 def mapped_files(pid):
     """Paths of the files mapped into process pid."""
     paths = set()
