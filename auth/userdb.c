@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include "log.h"
 #include "params.h"
@@ -37,16 +38,94 @@ static size_t npf;
  * same hashing work as a known one.  Made once at start-up. */
 static char dummy_hash[CRYPT_OUTPUT_SIZE];
 
+/* The users live in one shared anonymous mapping (the arena), read-only
+ * once loaded.  A session's fork copies no page table entries for it
+ * (shared mappings are faulted in on demand: a look-up touches a few
+ * pages), and after login the session unmaps it, so that a process
+ * running as a user holds no other user's password hash. */
+static void *arena;
+static size_t arena_size;
+
+/* Free the loading copies (heap), wiping their hashes. */
+static void
+pf_free_heap(struct pf_entry *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		secure_wipe(v[i].hash, strlen(v[i].hash));
+		free(v[i].name);
+		free(v[i].hash);
+		free(v[i].home);
+	}
+	free(v);
+}
+
 static void
 pf_free(void)
 {
-	for (size_t i = 0; i < npf; i++) {
-		secure_wipe(pf[i].hash, strlen(pf[i].hash));
-		free(pf[i].name);
-		free(pf[i].hash);
-		free(pf[i].home);
+	if (arena != NULL) {
+		/* Wipe our view only when it is ours to wipe: the master's. */
+		if (mprotect(arena, arena_size, PROT_READ | PROT_WRITE) == 0)
+			secure_wipe(arena, arena_size);
+		munmap(arena, arena_size);
 	}
-	free(pf);
+	arena = NULL;
+	arena_size = 0;
+	pf = NULL;
+	npf = 0;
+}
+
+/* Copy v[0..n) (sorted) into a new arena; pf points into it. */
+static int
+pf_pack(struct pf_entry *v, size_t n, char *err, size_t errlen)
+{
+	size_t size = n * sizeof(*pf);
+	char *p;
+
+	for (size_t i = 0; i < n; i++)
+		size += strlen(v[i].name) + strlen(v[i].hash) +
+			strlen(v[i].home) + 3;
+	if (size == 0)
+		size = 1;
+	arena = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (arena == MAP_FAILED) {
+		arena = NULL;
+		snprintf(err, errlen, "cannot map %zu bytes for the users: %s",
+			 size, strerror(errno));
+		return -1;
+	}
+	arena_size = size;
+	pf = arena;
+	p = (char *)arena + n * sizeof(*pf);
+	for (size_t i = 0; i < n; i++) {
+		const char *src[3] = { v[i].name, v[i].hash, v[i].home };
+		char *dst[3];
+
+		for (int k = 0; k < 3; k++) {
+			size_t len = strlen(src[k]) + 1;
+
+			memcpy(p, src[k], len);
+			dst[k] = p;
+			p += len;
+		}
+		pf[i] = v[i];
+		pf[i].name = dst[0];
+		pf[i].hash = dst[1];
+		pf[i].home = dst[2];
+	}
+	npf = n;
+	(void)mprotect(arena, arena_size, PROT_READ);
+	return 0;
+}
+
+void
+userdb_forget(void)
+{
+	/* Unmap without wiping: the master's view is the same memory. */
+	if (arena != NULL)
+		munmap(arena, arena_size);
+	arena = NULL;
+	arena_size = 0;
 	pf = NULL;
 	npf = 0;
 }
@@ -113,7 +192,8 @@ pf_load(const char *path, char *err, size_t errlen)
 	FILE *f = fopen(path, "re");
 	char line[USERDB_LINE_MAX + 2];
 	unsigned int lineno = 0;
-	size_t cap = 0;
+	struct pf_entry *v = NULL;
+	size_t nv = 0, cap = 0;
 
 	if (f == NULL) {
 		snprintf(err, errlen, "%s: cannot read: %s", path,
@@ -160,46 +240,51 @@ pf_load(const char *path, char *err, size_t errlen)
 				 path, lineno);
 			goto fail;
 		}
-		if (npf == cap) {
+		if (nv == cap) {
 			cap = cap ? 2 * cap : 64;
-			pf = xrealloc(pf, cap, sizeof(*pf));
+			v = xrealloc(v, cap, sizeof(*v));
 		}
-		pf[npf].name = xstrdup(fields[0]);
-		pf[npf].hash = xstrdup(fields[1]);
-		pf[npf].uid = (uid_t)uid;
-		pf[npf].gid = (gid_t)gid;
-		pf[npf].home = xstrdup(fields[4]);
-		pf[npf].line = lineno;
-		npf++;
+		v[nv].name = xstrdup(fields[0]);
+		v[nv].hash = xstrdup(fields[1]);
+		v[nv].uid = (uid_t)uid;
+		v[nv].gid = (gid_t)gid;
+		v[nv].home = xstrdup(fields[4]);
+		v[nv].line = lineno;
+		nv++;
 	}
 	secure_wipe(line, sizeof(line));
 	fclose(f);
-	if (npf > 0)
-		qsort(pf, npf, sizeof(*pf), pf_cmp);
+	if (nv > 0)
+		qsort(v, nv, sizeof(*v), pf_cmp);
 	/* A name given twice: report the first line (in file order) that
 	 * repeats an earlier one. */
 	{
 		const struct pf_entry *dup = NULL;
 
-		for (size_t i = 1; i < npf; i++) {
-			if (strcmp(pf[i - 1].name, pf[i].name) != 0)
+		for (size_t i = 1; i < nv; i++) {
+			if (strcmp(v[i - 1].name, v[i].name) != 0)
 				continue;
-			/* Sorted by name, then line: pf[i] repeats pf[i-1]. */
-			if (dup == NULL || pf[i].line < dup->line)
-				dup = &pf[i];
+			/* Sorted by name, then line: v[i] repeats v[i-1]. */
+			if (dup == NULL || v[i].line < dup->line)
+				dup = &v[i];
 		}
 		if (dup != NULL) {
 			snprintf(err, errlen, "%s:%u: duplicate user '%s'", path,
 				 dup->line, dup->name);
-			pf_free();
+			pf_free_heap(v, nv);
 			return -1;
 		}
 	}
+	if (pf_pack(v, nv, err, errlen) < 0) {
+		pf_free_heap(v, nv);
+		return -1;
+	}
+	pf_free_heap(v, nv);
 	return 0;
 fail:
 	secure_wipe(line, sizeof(line));
 	fclose(f);
-	pf_free();
+	pf_free_heap(v, nv);
 	return -1;
 }
 

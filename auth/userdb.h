@@ -23,6 +23,10 @@ int userdb_init(const struct config *cfg, char *err, size_t errlen);
 int userdb_lookup(const char *name, struct userdb_user *user_r,
 		  const char **error_r);
 
+/* In a session process after login: drop the passwd-file's users from
+ * this process (the master keeps them).  Later look-ups find no one. */
+void userdb_forget(void);
+
 /* Verify a password.  Always runs one crypt_r, with a dummy hash for an
  * unknown user, so that timing does not reveal which users exist. */
 enum poplar_verify userdb_verify_password(const char *name,

@@ -277,6 +277,9 @@ session_login(struct poplar_session *s, const char *user, const char *method,
 			     &error) < 0)
 		return login_abort(s, "[SYS/PERM]", "cannot serve this user",
 				   error);
+	/* No other user's entry (or password hash) stays in a process that
+	 * now runs as this user. */
+	userdb_forget();
 
 	drv = maildrop_expand(s->cfg->maildrop_location, u.name, u.home, path,
 			      sizeof(path), &error);

@@ -395,6 +395,30 @@ def session_credentials(server):
 MAIL_GID = 8
 
 
+def memory_contains(pid, needle):
+    """(found, bytes scanned): whether needle is in any readable private
+    or shared mapping of process pid."""
+    scanned = 0
+    with open("/proc/%d/maps" % pid) as maps, \
+            open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            name = parts[5] if len(parts) > 5 else ""
+            if "r" not in parts[1] or name in ("[vvar]", "[vsyscall]",
+                                               "[vvar_vclock]"):
+                continue
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            scanned += len(data)
+            if needle in data:
+                return True, scanned
+    return False, scanned
+
+
 @unittest.skipUnless(os.geteuid() == 0, "privilege drop needs root")
 class PrivilegeDropTests(unittest.TestCase):
     """After login a session runs as the user: uid, gid and the
@@ -428,6 +452,32 @@ class PrivilegeDropTests(unittest.TestCase):
             maildrop_opts={"mail_group": str(MAIL_GID)})
         self.assertEqual(gids, {poplartest.NOBODY})
         self.assertEqual(groups, sorted([poplartest.NOBODY, MAIL_GID]))
+
+    def test_session_holds_no_other_users_hash(self):
+        # A process running as alice must not hold bob's password hash:
+        # search every readable mapping of alice's session process.
+        server = PoplarServer()
+        try:
+            server.add_user("alice", "secret")
+            server.add_user("bob", "another-secret")
+            server.start()
+            bob_hash = poplartest.hash_password("another-secret").encode()
+            with open(server.userdb, "rb") as f:
+                self.assertIn(bob_hash, f.read())
+            with server.login("alice") as c:
+                self.assertTrue(c.cmd("STAT").startswith("+OK"))
+                kids = server.live_children()
+                self.assertEqual(len(kids), 1)
+                found, scanned = memory_contains(kids[0], bob_hash)
+                c.quit()
+            self.assertGreater(scanned, 0)
+            self.assertFalse(found, "bob's hash in alice's session")
+            # The master still has it (a check that the search works).
+            found, _ = memory_contains(server.pid, bob_hash)
+            self.assertTrue(found, "bob's hash not found in the master")
+        finally:
+            server.stop()
+            server.cleanup()
 
     def test_supplementary_groups_from_group_database(self):
         member = group_with_member()
