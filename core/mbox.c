@@ -34,9 +34,12 @@
  * another message.  X-UIDL headers are ignored.
  *
  * Index.  .NAME.index caches the scan (offsets, sizes, digests) keyed on
- * device, inode, size and mtime.  When the mbox only grew, the cached
- * part is checked message by message ("From " line digests) and only the
- * rest is read. */
+ * device, inode, size and mtime; a few of its "From " lines are checked
+ * even then.  When the mbox only grew, the cached part is checked message
+ * by message ("From " line digests) and only the rest is read.  It also
+ * keeps the UIDL numbers, with the device, inode, size, mtime and ctime
+ * of the .NAME.uidl they agree with: while that file is unchanged, a
+ * login reads neither it nor the mbox, just the index, in two reads. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -72,7 +75,7 @@
 #define UIDL_FILE_MAX (128 * 1024 * 1024)
 #define UIDL_LINE_MAX 128
 #define UIDL_VERSION_LINE "poplar-uidl 1\n"
-#define INDEX_MAGIC "PLRMBIX1"
+#define INDEX_MAGIC "PLRMBIX2"
 #define JOURNAL_HEADER_LEN 512
 #define JOURNAL_MAGIC "poplar-journal 1"
 
@@ -103,6 +106,14 @@ struct recs {
 	size_t count, alloc;
 };
 
+/* What identifies a version of a file: a file replaced by rename gets a
+ * new inode, one written in place a new mtime and ctime (and ctime cannot
+ * be set back). */
+struct fstamp {
+	uint64_t dev, ino, size;
+	int64_t mtime_sec, mtime_nsec, ctime_sec, ctime_nsec;
+};
+
 struct mbox {
 	int fd;
 	bool rdonly;
@@ -113,6 +124,8 @@ struct mbox {
 	uint64_t *uids;
 	char epoch[17];
 	uint64_t next_uid;
+	struct fstamp ustamp;           /* of .NAME.uidl, when it holds uids */
+	bool ustamp_ok;
 	char uidlpath[PATH_MAX], indexpath[PATH_MAX], journalpath[PATH_MAX];
 	struct dotlock *dotlock;
 };
@@ -652,12 +665,99 @@ from_line_ok(int fd, const struct rec *r)
 
 /* ---- index -------------------------------------------------------------- */
 
+/* A fast checksum for the index: four independent lanes over 8-byte
+ * words, so that checking megabytes costs well under a millisecond.  It
+ * catches torn and damaged files; everything read is validated anyway. */
+#define SUM_P1 0x9e3779b185ebca87ULL
+#define SUM_P2 0xc2b2ae3d27d4eb4fULL
+
+static uint64_t
+rotl64(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+static uint64_t
+sum64(const void *data, size_t len, uint64_t seed)
+{
+	const unsigned char *p = data;
+	uint64_t a0 = seed + SUM_P1, a1 = seed ^ SUM_P2, a2 = seed - SUM_P1,
+		a3 = ~seed, w0, w1, w2, w3, h;
+	size_t i;
+
+	for (i = 0; i + 32 <= len; i += 32) {
+		memcpy(&w0, p + i, 8);
+		memcpy(&w1, p + i + 8, 8);
+		memcpy(&w2, p + i + 16, 8);
+		memcpy(&w3, p + i + 24, 8);
+		a0 = rotl64(a0 + w0 * SUM_P2, 31) * SUM_P1;
+		a1 = rotl64(a1 + w1 * SUM_P2, 31) * SUM_P1;
+		a2 = rotl64(a2 + w2 * SUM_P2, 31) * SUM_P1;
+		a3 = rotl64(a3 + w3 * SUM_P2, 31) * SUM_P1;
+	}
+	h = rotl64(a0, 1) + rotl64(a1, 7) + rotl64(a2, 12) + rotl64(a3, 18) +
+		(uint64_t)len;
+	for (; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	h ^= h >> 33;
+	h *= SUM_P2;
+	h ^= h >> 29;
+	h *= SUM_P1;
+	h ^= h >> 32;
+	return h;
+}
+
+static void
+fstamp_of(const struct stat *st, struct fstamp *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->dev = (uint64_t)st->st_dev;
+	s->ino = (uint64_t)st->st_ino;
+	s->size = (uint64_t)st->st_size;
+	s->mtime_sec = (int64_t)st->st_mtim.tv_sec;
+	s->mtime_nsec = (int64_t)st->st_mtim.tv_nsec;
+	s->ctime_sec = (int64_t)st->st_ctim.tv_sec;
+	s->ctime_nsec = (int64_t)st->st_ctim.tv_nsec;
+}
+
+/* The UIDL state the index's numbers were taken from. */
+struct index_uids {
+	uint64_t *uids;                 /* NULL: the index holds none */
+	char epoch[17];
+	uint64_t next;
+	struct fstamp stamp;            /* of .NAME.uidl when they matched */
+};
+
+#define INDEX_HAS_UIDS 0x1u
+
+/* The file: this header, count records, then (INDEX_HAS_UIDS) count
+ * numbers; native byte order, it never leaves the machine. */
 struct index_head {
 	char magic[8];
-	uint64_t dev, ino, size;
+	uint32_t rec_size, flags;
+	uint64_t dev, ino, size;        /* of the mbox; size = bytes covered */
 	int64_t mtime_sec, mtime_nsec;
-	uint64_t count, checksum;
+	uint64_t count;
+	struct fstamp ustamp;
+	uint64_t next_uid;
+	char epoch[16];
+	uint64_t checksum;              /* of all the rest, this field 0 */
 };
+
+static uint64_t
+index_checksum(const struct index_head *h, const struct rec *v,
+	       const uint64_t *uids)
+{
+	struct index_head z = *h;
+	uint64_t c;
+
+	z.checksum = 0;
+	c = sum64(&z, sizeof(z), 0);
+	c = sum64(v, h->count * sizeof(*v), c);
+	if (uids != NULL)
+		c = sum64(uids, h->count * sizeof(*uids), c);
+	return c;
+}
 
 static bool
 rec_plausible(const struct rec *r, uint64_t limit)
@@ -671,19 +771,35 @@ rec_plausible(const struct rec *r, uint64_t limit)
 	return r->size >= r->raw_size && r->size <= 2 * r->raw_size + 2;
 }
 
+static bool
+epoch_valid(const char *e)
+{
+	size_t i;
+
+	for (i = 0; i < 16; i++)
+		if (!((e[i] >= '0' && e[i] <= '9') ||
+		      (e[i] >= 'a' && e[i] <= 'f')))
+			return false;
+	return true;
+}
+
 /* Load the index for the mbox stat'ed as st.  Returns the number of bytes
  * it covers (records in *r), or 0 with nothing when unusable. *exact_r:
- * the mbox has not changed at all. */
+ * the mbox has not changed at all.  When the index holds UIDL numbers
+ * for an unchanged mbox, they go to *u (u->uids, to be freed); otherwise
+ * u->uids is NULL. */
 static uint64_t
 index_load(const char *path, const struct stat *st, struct recs *r,
-	   bool *exact_r)
+	   bool *exact_r, struct index_uids *u)
 {
 	struct index_head h;
 	struct stat ist;
+	uint64_t *uids = NULL, want;
 	size_t i;
 	int fd;
 
 	*exact_r = false;
+	memset(u, 0, sizeof(*u));
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return 0;
@@ -691,20 +807,32 @@ index_load(const char *path, const struct stat *st, struct recs *r,
 	    (uint64_t)ist.st_size < sizeof(h) ||
 	    pread_all(fd, &h, sizeof(h), 0) < 0 ||
 	    memcmp(h.magic, INDEX_MAGIC, 8) != 0 ||
-	    h.count > MAILDROP_MAX_MESSAGES ||
-	    (uint64_t)ist.st_size != sizeof(h) + h.count * sizeof(struct rec) ||
+	    h.rec_size != sizeof(struct rec) ||
+	    (h.flags & ~INDEX_HAS_UIDS) != 0 ||
+	    h.count > MAILDROP_MAX_MESSAGES)
+		goto unusable;
+	want = sizeof(h) + h.count * sizeof(struct rec);
+	if ((h.flags & INDEX_HAS_UIDS) != 0)
+		want += h.count * sizeof(uint64_t);
+	if ((uint64_t)ist.st_size != want ||
 	    h.dev != (uint64_t)st->st_dev || h.ino != (uint64_t)st->st_ino ||
 	    h.size > (uint64_t)st->st_size || (h.count == 0) != (h.size == 0))
 		goto unusable;
-	r->v = calloc(h.count == 0 ? 1 : h.count, sizeof(struct rec));
+	r->v = malloc((h.count == 0 ? 1 : h.count) * sizeof(struct rec));
 	if (r->v == NULL)
 		goto unusable;
 	r->alloc = h.count == 0 ? 1 : h.count;
 	if (h.count > 0 && pread_all(fd, r->v, h.count * sizeof(struct rec),
 				     sizeof(h)) < 0)
 		goto unusable;
-	if (fnv1a64(r->v, h.count * sizeof(struct rec), FNV_INIT) !=
-	    h.checksum)
+	if ((h.flags & INDEX_HAS_UIDS) != 0) {
+		uids = malloc((h.count == 0 ? 1 : h.count) * sizeof(*uids));
+		if (uids == NULL || (h.count > 0 &&
+		    pread_all(fd, uids, h.count * sizeof(*uids), sizeof(h) +
+			      h.count * sizeof(struct rec)) < 0))
+			goto unusable;
+	}
+	if (index_checksum(&h, r->v, uids) != h.checksum)
 		goto unusable;
 	for (i = 0; i < h.count; i++) {
 		uint64_t limit = i + 1 < h.count ? r->v[i + 1].from_off : h.size;
@@ -720,22 +848,43 @@ index_load(const char *path, const struct stat *st, struct recs *r,
 	*exact_r = h.size == (uint64_t)st->st_size &&
 		h.mtime_sec == (int64_t)st->st_mtim.tv_sec &&
 		h.mtime_nsec == (int64_t)st->st_mtim.tv_nsec;
+	/* The numbers are worth something only for this very mbox, and
+	 * only when sane: strictly increasing, below the next one. */
+	if (uids != NULL && *exact_r && epoch_valid(h.epoch) &&
+	    h.next_uid >= 1 && h.next_uid <= UINT64_MAX / 2) {
+		for (i = 0; i < h.count; i++)
+			if (uids[i] < 1 || uids[i] >= h.next_uid ||
+			    (i > 0 && uids[i] <= uids[i - 1]))
+				break;
+		if (i == h.count) {
+			u->uids = uids;
+			uids = NULL;
+			memcpy(u->epoch, h.epoch, 16);
+			u->epoch[16] = '\0';
+			u->next = h.next_uid;
+			u->stamp = h.ustamp;
+		}
+	}
+	free(uids);
 	return h.size;
 unusable:
 	close(fd);
+	free(uids);
 	free(r->v);
 	memset(r, 0, sizeof(*r));
 	return 0;
 }
 
 /* Best effort: a missing index only costs a scan.  No fsync: a torn file
- * fails its size or checksum check. */
+ * fails its size or checksum check.  With u non-NULL, the UIDL numbers of
+ * the count messages are kept too, with the state they agree with. */
 static void
 index_write(const char *path, const struct stat *st, uint64_t covered,
-	    const struct rec *v, size_t count)
+	    const struct rec *v, size_t count, const struct index_uids *u)
 {
 	char tmp[PATH_MAX + 32], l[PATH_MAX + 16];
 	struct index_head h;
+	uint64_t off;
 	int fd, n;
 
 	n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
@@ -743,20 +892,31 @@ index_write(const char *path, const struct stat *st, uint64_t covered,
 		return;
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, INDEX_MAGIC, 8);
+	h.rec_size = sizeof(struct rec);
 	h.dev = (uint64_t)st->st_dev;
 	h.ino = (uint64_t)st->st_ino;
 	h.size = covered;
 	h.mtime_sec = (int64_t)st->st_mtim.tv_sec;
 	h.mtime_nsec = (int64_t)st->st_mtim.tv_nsec;
 	h.count = count;
-	h.checksum = fnv1a64(v, count * sizeof(*v), FNV_INIT);
+	if (u != NULL && u->uids != NULL) {
+		h.flags |= INDEX_HAS_UIDS;
+		h.ustamp = u->stamp;
+		h.next_uid = u->next;
+		memcpy(h.epoch, u->epoch, 16);
+	}
+	h.checksum = index_checksum(&h, v, (h.flags & INDEX_HAS_UIDS) != 0 ?
+				    u->uids : NULL);
 	(void)unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		  0600);
 	if (fd < 0)
 		goto fail;
+	off = sizeof(h) + count * sizeof(*v);
 	if (pwrite_all(fd, &h, sizeof(h), 0) < 0 ||
 	    (count > 0 && pwrite_all(fd, v, count * sizeof(*v), sizeof(h)) < 0)
+	    || ((h.flags & INDEX_HAS_UIDS) != 0 && count > 0 &&
+		pwrite_all(fd, u->uids, count * sizeof(uint64_t), off) < 0)
 	    || close(fd) < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -786,6 +946,7 @@ struct ustate {
 	uint64_t next;
 	struct uent *v;
 	size_t count;
+	struct fstamp stamp;            /* of the file loaded */
 };
 
 static void
@@ -821,6 +982,7 @@ ustate_load(const char *path, struct ustate *u)
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_size > UIDL_FILE_MAX || st.st_size < 1)
 		goto cleanup;
+	fstamp_of(&st, &u->stamp);
 	len = (size_t)st.st_size;
 	buf = malloc(len + 1);
 	if (buf == NULL || pread_all(fd, buf, len, 0) < 0)
@@ -1001,19 +1163,80 @@ uent_find(struct ustate *u, const unsigned char *id, size_t from)
 	return NULL;
 }
 
+/* "EPOCH.N" into out (POP3_UIDL_MAX + 1 bytes). */
+static void
+format_uidl(char *out, const char *epoch, uint64_t n)
+{
+	char digits[24];
+	size_t k = sizeof(digits);
+
+	do {
+		digits[--k] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n > 0);
+	memcpy(out, epoch, 16);
+	out[16] = '.';
+	memcpy(out + 17, digits + k, sizeof(digits) - k);
+	out[17 + sizeof(digits) - k] = '\0';
+}
+
+static bool
+fstamp_eq(const struct fstamp *a, const struct fstamp *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+		a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec &&
+		a->ctime_sec == b->ctime_sec && a->ctime_nsec == b->ctime_nsec;
+}
+
+/* Note the state file as it is now as the one that holds mb->uids. */
+static void
+ustamp_take(struct mbox *mb)
+{
+	struct stat st;
+
+	mb->ustamp_ok = stat(mb->uidlpath, &st) == 0 && S_ISREG(st.st_mode);
+	if (mb->ustamp_ok)
+		fstamp_of(&st, &mb->ustamp);
+}
+
 /* Give every message its number: messages found in the state keep theirs
  * (matched in order, so that equal messages keep theirs too), the others
- * get new ones.  Writes the state when anything changed. */
+ * get new ones.  Writes the state when anything changed.  cache (may be
+ * NULL): the numbers kept in the index for exactly these messages, used
+ * as they are when the state file is still the one they came from
+ * (*cached_r). */
 static int
-assign_uids(struct maildrop *md, struct mbox *mb, enum maildrop_error *err_r,
-	    const char **error_r)
+assign_uids(struct maildrop *md, struct mbox *mb, struct index_uids *cache,
+	    bool *cached_r, enum maildrop_error *err_r, const char **error_r)
 {
 	char l[PATH_MAX + 16];
 	struct ustate u;
+	struct stat ust;
 	size_t i, from = 0, matched = 0;
-	bool changed = false, in_order = true;
+	bool changed = false, in_order = true, sorted = false;
 	int r;
 
+	*cached_r = false;
+	mb->ustamp_ok = false;
+	if (cache != NULL && cache->uids != NULL && md->count > 0 &&
+	    stat(mb->uidlpath, &ust) == 0 && S_ISREG(ust.st_mode)) {
+		struct fstamp now;
+
+		fstamp_of(&ust, &now);
+		if (fstamp_eq(&now, &cache->stamp)) {
+			mb->uids = cache->uids;
+			cache->uids = NULL;
+			memcpy(mb->epoch, cache->epoch, sizeof(mb->epoch));
+			mb->next_uid = cache->next;
+			for (i = 0; i < md->count; i++)
+				format_uidl(md->msgs[i].uidl, mb->epoch,
+					    mb->uids[i]);
+			mb->ustamp = now;
+			mb->ustamp_ok = true;
+			*cached_r = true;
+			return 0;
+		}
+	}
 	r = ustate_load(mb->uidlpath, &u);
 	if (r < 0) {
 		char bad[PATH_MAX + 8];
@@ -1043,10 +1266,24 @@ assign_uids(struct maildrop *md, struct mbox *mb, enum maildrop_error *err_r,
 		*error_r = "out of memory assigning UIDLs";
 		return -1;
 	}
-	qsort(u.v, u.count, sizeof(*u.v), uent_cmp);
 	for (i = 0; i < md->count; i++) {
-		struct uent *e = uent_find(&u, mb->recs[i].id, from);
+		const unsigned char *id = mb->recs[i].id;
+		struct uent *e;
 
+		/* u.v is in file order (v[k].order == k) until sorted: while
+		 * the next entry is this message, it is the one uent_find
+		 * would pick, and nothing needs sorting. */
+		if (sorted)
+			e = uent_find(&u, id, from);
+		else if (from >= u.count)
+			e = NULL;
+		else if (memcmp(u.v[from].id, id, ID_LEN) == 0)
+			e = &u.v[from];
+		else {
+			qsort(u.v, u.count, sizeof(*u.v), uent_cmp);
+			sorted = true;
+			e = uent_find(&u, id, from);
+		}
 		if (e != NULL) {
 			if (e->order != from)
 				in_order = false;
@@ -1057,8 +1294,7 @@ assign_uids(struct maildrop *md, struct mbox *mb, enum maildrop_error *err_r,
 			mb->uids[i] = u.next++;
 			changed = true;
 		}
-		snprintf(md->msgs[i].uidl, sizeof(md->msgs[i].uidl),
-			 "%s.%" PRIu64, mb->epoch, mb->uids[i]);
+		format_uidl(md->msgs[i].uidl, mb->epoch, mb->uids[i]);
 	}
 	if (matched != u.count || !in_order)
 		changed = true;
@@ -1074,6 +1310,12 @@ assign_uids(struct maildrop *md, struct mbox *mb, enum maildrop_error *err_r,
 				    lp(l, sizeof(l), mb->uidlpath),
 				    strerror(errno));
 		return -1;
+	}
+	if (changed) {
+		ustamp_take(mb);
+	} else if (r == 1) {
+		mb->ustamp = u.stamp;
+		mb->ustamp_ok = true;
 	}
 	return 0;
 }
@@ -1418,17 +1660,37 @@ mbox_free(struct mbox *mb)
 	free(mb);
 }
 
+/* An index that matches the mbox's stamp is trusted, but not blindly: a
+ * few of its "From " lines, the first and last among them, must stand
+ * where it says.  1 yes, 0 no, -1 read error. */
+static int
+spot_check(int fd, const struct recs *r)
+{
+	size_t i, step = r->count / 16 + 1;
+	int ok;
+
+	for (i = 0; i < r->count; i += step)
+		if ((ok = from_line_ok(fd, &r->v[i])) != 1)
+			return ok;
+	return r->count == 0 ? 1 : from_line_ok(fd, &r->v[r->count - 1]);
+}
+
 /* Read the messages of [0, st->st_size): from the index when it is
- * current, else by scanning (all, or only what was appended). */
+ * current, else by scanning (all, or only what was appended).  *dirty_r:
+ * the index should be written again.  cache gets the index's UIDL
+ * numbers when it has them for exactly these messages. */
 static int
 load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
-	  struct recs *r, enum maildrop_error *err_r, const char **error_r)
+	  struct recs *r, struct index_uids *cache, bool *dirty_r,
+	  enum maildrop_error *err_r, const char **error_r)
 {
 	uint64_t size = (uint64_t)st->st_size, covered = 0;
 	bool exact = false, use_index = (md->flags & MAILDROP_NO_CACHE) == 0;
 	char head[5];
 
 	memset(r, 0, sizeof(*r));
+	memset(cache, 0, sizeof(*cache));
+	*dirty_r = false;
 	if (size == 0)
 		return 0;
 	if (size < 5 || pread_all(mb->fd, head, 5, 0) < 0 ||
@@ -1439,7 +1701,15 @@ load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
 		return -1;
 	}
 	if (use_index)
-		covered = index_load(mb->indexpath, st, r, &exact);
+		covered = index_load(mb->indexpath, st, r, &exact, cache);
+	if (covered > 0 && exact && spot_check(mb->fd, r) != 1) {
+		free(r->v);
+		memset(r, 0, sizeof(*r));
+		free(cache->uids);
+		cache->uids = NULL;
+		covered = 0;
+		exact = false;
+	}
 	if (covered > 0 && !exact) {
 		size_t i;
 
@@ -1461,8 +1731,7 @@ load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
 			r->count = 0;
 		if (scan(mb->fd, covered, size, r, err_r, error_r) < 0)
 			return -1;
-		if (use_index)
-			index_write(mb->indexpath, st, size, r->v, r->count);
+		*dirty_r = use_index;
 	}
 	return 0;
 }
@@ -1474,8 +1743,10 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 	char l[PATH_MAX + 16];
 	struct mbox *mb;
 	struct recs r = { NULL, 0, 0 };
+	struct index_uids cache;
 	struct stat st;
 	size_t i;
+	bool dirty = false, cached = false;
 
 	*err_r = MAILDROP_OK;
 	*error_r = NULL;
@@ -1487,6 +1758,7 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 		return -1;
 	}
 	mb->fd = -1;
+	memset(&cache, 0, sizeof(cache));
 	if (state_path(md->path, "uidl", mb->uidlpath,
 		       sizeof(mb->uidlpath)) < 0 ||
 	    state_path(md->path, "index", mb->indexpath,
@@ -1507,7 +1779,8 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 	if (mb->fd < 0) {
 		if (errno == ENOENT && access(mb->journalpath, F_OK) < 0) {
 			/* No mbox yet: an empty maildrop. */
-			if (assign_uids(md, mb, err_r, error_r) < 0)
+			if (assign_uids(md, mb, NULL, &cached, err_r,
+					error_r) < 0)
 				goto fail;
 			md->priv = mb;
 			return 0;
@@ -1546,7 +1819,7 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 		*error_r = mbox_err("cannot stat the mbox: %s", strerror(errno));
 		goto fail_unlock;
 	}
-	if (load_recs(md, mb, &st, &r, err_r, error_r) < 0)
+	if (load_recs(md, mb, &st, &r, &cache, &dirty, err_r, error_r) < 0)
 		goto fail_unlock;
 	delivery_unlock(mb);
 	mb->dev = st.st_dev;
@@ -1570,14 +1843,35 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 	}
 	md->count = r.count;
 	md->priv = mb;
-	if (assign_uids(md, mb, err_r, error_r) < 0) {
+	if (assign_uids(md, mb, cache.uids != NULL && cache.next > 0 ?
+			&cache : NULL, &cached, err_r, error_r) < 0) {
 		md->priv = NULL;
 		goto fail;
+	}
+	free(cache.uids);
+	/* Keep the scan, and the numbers with the state they agree with,
+	 * for the next login.  Written after the delivery lock is gone:
+	 * the stamp is the one taken under it, so mail appended since makes
+	 * the index merely partial. */
+	if ((md->flags & MAILDROP_NO_CACHE) == 0 && r.count > 0 &&
+	    (dirty || (!cached && mb->ustamp_ok))) {
+		struct index_uids iu;
+
+		memset(&iu, 0, sizeof(iu));
+		if (mb->ustamp_ok) {
+			iu.uids = mb->uids;
+			memcpy(iu.epoch, mb->epoch, sizeof(iu.epoch));
+			iu.next = mb->next_uid;
+			iu.stamp = mb->ustamp;
+		}
+		index_write(mb->indexpath, &st, (uint64_t)st.st_size, mb->recs,
+			    r.count, &iu);
 	}
 	return 0;
 fail_unlock:
 	delivery_unlock(mb);
 fail:
+	free(cache.uids);
 	free(r.v);
 	mbox_free(mb);
 	if (*err_r == MAILDROP_ERR_PERM)
@@ -1772,19 +2066,34 @@ mbox_commit(struct maildrop *md, unsigned int *deleted_r,
 			mb->uids[n] = mb->uids[i];
 			n++;
 		}
-		if ((md->flags & MAILDROP_NO_CACHE) == 0) {
-			if (n > 0 && fstat(mb->fd, &st) == 0)
-				index_write(mb->indexpath, &st, kept_end,
-					    mb->recs, n);
-			else
-				(void)unlink(mb->indexpath);
-		}
+		bool have_st = n > 0 && fstat(mb->fd, &st) == 0;
+
+		if ((md->flags & MAILDROP_NO_CACHE) == 0 && !have_st)
+			(void)unlink(mb->indexpath);
 		delivery_unlock(mb);
+		mb->ustamp_ok = false;
 		if (ustate_write(mb->uidlpath, mb->epoch, mb->next_uid,
 				 mb->uids, mb->recs, n, NULL) < 0)
 			log_msg(LOG_WARNING, "mbox: cannot write the UIDL "
 				"state %s: %s", lp(l, sizeof(l), mb->uidlpath),
 				strerror(errno));
+		else
+			ustamp_take(mb);
+		/* The stamp is the one taken under the lock: mail appended
+		 * since makes the index merely partial. */
+		if ((md->flags & MAILDROP_NO_CACHE) == 0 && have_st) {
+			struct index_uids iu;
+
+			memset(&iu, 0, sizeof(iu));
+			if (mb->ustamp_ok) {
+				iu.uids = mb->uids;
+				memcpy(iu.epoch, mb->epoch, sizeof(iu.epoch));
+				iu.next = mb->next_uid;
+				iu.stamp = mb->ustamp;
+			}
+			index_write(mb->indexpath, &st, kept_end, mb->recs, n,
+				    &iu);
+		}
 	}
 	/* The session ends after QUIT: nothing may use the old offsets. */
 	close(mb->fd);

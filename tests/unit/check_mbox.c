@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -592,6 +594,142 @@ START_TEST(test_index)
 }
 END_TEST
 
+/* ---- the index ---------------------------------------------------------- */
+
+/* Damage at any byte of the index: the mbox is read again, with the same
+ * result, and the UIDLs stay. */
+START_TEST(test_index_damage)
+{
+	char a[16][POP3_UIDL_MAX + 1];
+	uint64_t sizes[16];
+	struct maildrop *md;
+	size_t i, n, len, off;
+	char *good;
+
+	make_mbox(12, 3);
+	md = open_ok();
+	n = uidls(md, a, 16);
+	for (i = 0; i < n; i++)
+		sizes[i] = md->msgs[i].size;
+	maildrop_close(&md);
+	good = read_file(indexpath, &len);
+	ck_assert_uint_gt(len, 64);
+	for (off = 0; off < len; off += off < 200 ? 1 : 37) {
+		char *s = malloc(len);
+
+		ck_assert_ptr_nonnull(s);
+		memcpy(s, good, len);
+		s[off] ^= (char)(1 + off % 255);
+		write_file(indexpath, s, len);
+		free(s);
+		md = open_ok();
+		ck_assert_uint_eq(md->count, n);
+		for (i = 0; i < n; i++) {
+			ck_assert_uint_eq(md->msgs[i].size, sizes[i]);
+			ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+		}
+		maildrop_close(&md);
+	}
+	/* Cut short, or empty. */
+	write_file(indexpath, good, len / 2);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, n);
+	ck_assert_str_eq(md->msgs[n - 1].uidl, a[n - 1]);
+	maildrop_close(&md);
+	write_file(indexpath, "", 0);
+	md = open_ok();
+	ck_assert_uint_eq(md->msgs[0].size, sizes[0]);
+	maildrop_close(&md);
+	free(good);
+}
+END_TEST
+
+/* An mbox rewritten by another program that kept its size and put its
+ * modification time back still gets read again: the index's "From "
+ * lines no longer stand where it says. */
+START_TEST(test_index_same_stamp)
+{
+	static const char before[] = "From a@x Mon Jan  1 00:00:00 2024\n"
+		"one\n\nFrom b@x Mon Jan  1 00:00:00 2024\ntwo\n";
+	static const char after[] = "From c@x Mon Jan  1 00:00:00 2024\n"
+		"one\n\nFrom d@x Mon Jan  1 00:00:00 2024\ntwo\n";
+	char a[2][POP3_UIDL_MAX + 1];
+	struct timespec ts[2];
+	struct maildrop *md;
+	struct stat st;
+	int fd;
+
+	WRITE_MBOX(before);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, a, 2), 2);
+	maildrop_close(&md);
+	ck_assert_int_eq(stat(mboxpath, &st), 0);
+	fd = open(mboxpath, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, after, sizeof(after) - 1, 0),
+			 (ssize_t)sizeof(after) - 1);
+	close(fd);
+	ts[0] = st.st_atim;
+	ts[1] = st.st_mtim;
+	ck_assert_int_eq(utimensat(AT_FDCWD, mboxpath, ts, 0), 0);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 2);
+	ck_assert_str_ne(md->msgs[0].uidl, a[0]);
+	ck_assert_str_ne(md->msgs[1].uidl, a[1]);
+	maildrop_close(&md);
+}
+END_TEST
+
+/* The index keeps the UIDL numbers, but they are used only while the
+ * UIDL state is the very file they were taken from. */
+START_TEST(test_index_uidl_numbers)
+{
+	char a[8][POP3_UIDL_MAX + 1], b[8][POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+	size_t n, i, len;
+	char *state;
+
+	make_mbox(6, 2);
+	md = open_ok();
+	n = uidls(md, a, 8);
+	maildrop_close(&md);
+	/* Unchanged: the same numbers (from the index). */
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, b, 8), n);
+	for (i = 0; i < n; i++)
+		ck_assert_str_eq(b[i], a[i]);
+	maildrop_close(&md);
+	/* The state is lost: new UIDLs, not the index's. */
+	state = read_file(uidlpath, &len);
+	unlink(uidlpath);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, b, 8), n);
+	for (i = 0; i < n; i++)
+		ck_assert_str_ne(b[i], a[i]);
+	maildrop_close(&md);
+	/* The old state comes back: its UIDLs, not the index's. */
+	write_file(uidlpath, state, len);
+	md = open_ok();
+	for (i = 0; i < n; i++)
+		ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+	maildrop_close(&md);
+	md = open_ok();
+	for (i = 0; i < n; i++)
+		ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+	/* After a deletion, the index and the state agree again. */
+	md->msgs[1].deleted = true;
+	ck_assert_uint_eq(commit_ok(md), 1);
+	maildrop_close(&md);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, n - 1);
+	ck_assert_str_eq(md->msgs[0].uidl, a[0]);
+	for (i = 1; i < n - 1; i++)
+		ck_assert_str_eq(md->msgs[i].uidl, a[i + 1]);
+	maildrop_close(&md);
+	free(state);
+}
+END_TEST
+
 /* ---- crash safety ---------------------------------------------------------- */
 
 #define FI_MESSAGES 300
@@ -873,6 +1011,9 @@ mbox_suite(void)
 	tcase_add_test(tc, test_append_during_session);
 	tcase_add_test(tc, test_outside_rewrite);
 	tcase_add_test(tc, test_index);
+	tcase_add_test(tc, test_index_damage);
+	tcase_add_test(tc, test_index_same_stamp);
+	tcase_add_test(tc, test_index_uidl_numbers);
 	suite_add_tcase(s, tc);
 
 	tcase_add_checked_fixture(tf, setup, teardown);
