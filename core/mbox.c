@@ -56,6 +56,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
+#include <openssl/opensslv.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include "dotlock.h"
 #include "log.h"
 #include "maildrop.h"
@@ -360,32 +364,6 @@ unhex(const char *in, unsigned char *out, size_t len)
 		in[2 * len] == '\n' ? 0 : -1;
 }
 
-static int
-message_id(const unsigned char *from, size_t from_len,
-	   const unsigned char *content, size_t content_len,
-	   uint64_t raw_size, unsigned char id[ID_LEN])
-{
-	unsigned char md[EVP_MAX_MD_SIZE], sz[8];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int i, ok;
-
-	if (ctx == NULL)
-		return -1;
-	for (i = 0; i < 8; i++)
-		sz[i] = (unsigned char)(raw_size >> (8 * i));
-	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-		EVP_DigestUpdate(ctx, from, from_len) == 1 &&
-		EVP_DigestUpdate(ctx, sz, sizeof(sz)) == 1 &&
-		EVP_DigestUpdate(ctx, content, content_len) == 1 &&
-		EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= ID_LEN;
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
-		return -1;
-	memcpy(id, md, ID_LEN);
-	return 0;
-}
-
 /* SHA-256 of the file bytes [from, to), hex into out (65 bytes). */
 static int
 hash_range(int fd, uint64_t from, uint64_t to, char out[65])
@@ -439,208 +417,357 @@ recs_push(struct recs *r, const struct rec *e)
 }
 
 struct scanner {
-	struct rec cur;
-	bool have_msg, in_from;
-	uint64_t bare, bare_at_blank, blank_off;
-	unsigned char from_buf[FROM_DIGEST_MAX];
-	size_t from_len;
-	unsigned char cont_buf[CONTENT_DIGEST_MAX];
-	size_t cont_len;
+	int fd;
+	uint64_t end;                   /* of the part scanned */
+	const unsigned char *buf;       /* file bytes [bpos, bpos + blen) */
+	uint64_t bpos;
+	size_t blen;
+	EVP_MD_CTX *ctx;
+	const EVP_MD *sha256;
+	EVP_MD *fetched;                /* OpenSSL 3: fetched once */
+	struct recs *out;
+	/* the message being read */
+	bool in_from;
+	uint64_t from_off, content_off;
+	uint64_t bare_at_content;       /* bare LFs before content_off */
+	unsigned char tmp[FROM_DIGEST_MAX + CONTENT_DIGEST_MAX];
 };
 
-/* The message ends at end with bare LFs counted; last is its last byte. */
+/* The file bytes [off, off + len): in the buffer when there, else read
+ * into dst.  NULL on a read error (errno). */
+static const unsigned char *
+scan_bytes(struct scanner *sc, uint64_t off, size_t len, unsigned char *dst)
+{
+	if (off >= sc->bpos && off + len <= sc->bpos + sc->blen)
+		return sc->buf + (off - sc->bpos);
+	if (len > 0 && pread_all(sc->fd, dst, len, off) < 0)
+		return NULL;
+	return dst;
+}
+
+/* The digest of a message: SHA-256 of (at most FROM_DIGEST_MAX bytes of)
+ * its "From " line, its raw size (8 bytes, little-endian) and (at most
+ * CONTENT_DIGEST_MAX bytes of) its content, cut to ID_LEN. */
 static int
-scan_finish(struct scanner *sc, uint64_t end, uint64_t bare,
-	    unsigned char last, struct recs *out, enum maildrop_error *err_r,
+scan_digest(struct scanner *sc, const unsigned char *from, size_t from_len,
+	    const unsigned char *content, size_t content_len,
+	    uint64_t raw_size, unsigned char id[ID_LEN])
+{
+	unsigned char md[EVP_MAX_MD_SIZE], sz[8];
+	unsigned int mdlen = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		sz[i] = (unsigned char)(raw_size >> (8 * i));
+	if (EVP_DigestInit_ex(sc->ctx, sc->sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(sc->ctx, from, from_len) != 1 ||
+	    EVP_DigestUpdate(sc->ctx, sz, sizeof(sz)) != 1 ||
+	    EVP_DigestUpdate(sc->ctx, content, content_len) != 1 ||
+	    EVP_DigestFinal_ex(sc->ctx, md, &mdlen) != 1 || mdlen < ID_LEN)
+		return -1;
+	memcpy(id, md, ID_LEN);
+	return 0;
+}
+
+/* The current message ends at end (exclusive), with bare LFs before end
+ * in the file; last is its last byte. */
+static int
+scan_finish(struct scanner *sc, uint64_t end, uint64_t bare_at_end,
+	    unsigned char last, enum maildrop_error *err_r,
 	    const char **error_r)
 {
-	struct rec *c = &sc->cur;
+	const unsigned char *from, *content;
+	struct rec c;
+	size_t flen, clen;
 
-	if (sc->in_from)
-		c->content_off = end;   /* "From " line without a line end */
-	c->raw_size = end - c->content_off;
-	if (c->raw_size > MAILDROP_MAX_MESSAGE_SIZE) {
+	memset(&c, 0, sizeof(c));
+	if (sc->in_from) {
+		/* A "From " line without a line end. */
+		sc->content_off = end;
+		bare_at_end = sc->bare_at_content;
+	}
+	c.from_off = sc->from_off;
+	c.content_off = sc->content_off;
+	c.raw_size = end - c.content_off;
+	if (c.raw_size > MAILDROP_MAX_MESSAGE_SIZE) {
 		*err_r = MAILDROP_ERR_PERM;
 		*error_r = mbox_err("a message is too large (%" PRIu64
-				    " bytes, the limit is %llu)", c->raw_size,
+				    " bytes, the limit is %llu)", c.raw_size,
 				    MAILDROP_MAX_MESSAGE_SIZE);
 		return -1;
 	}
-	c->size = c->raw_size + bare +
-		(c->raw_size > 0 && last != '\n' ? 2 : 0);
-	c->from_hash = fnv1a64(sc->from_buf, sc->from_len, FNV_INIT);
-	if (message_id(sc->from_buf, sc->from_len, sc->cont_buf,
-		       c->raw_size < sc->cont_len ? (size_t)c->raw_size :
-		       sc->cont_len, c->raw_size, c->id) < 0) {
+	c.size = c.raw_size + (bare_at_end - sc->bare_at_content) +
+		(c.raw_size > 0 && last != '\n' ? 2 : 0);
+	flen = c.content_off - c.from_off < FROM_DIGEST_MAX ?
+		(size_t)(c.content_off - c.from_off) : FROM_DIGEST_MAX;
+	clen = c.raw_size < CONTENT_DIGEST_MAX ? (size_t)c.raw_size :
+		CONTENT_DIGEST_MAX;
+	from = scan_bytes(sc, c.from_off, flen, sc->tmp);
+	content = from == NULL ? NULL :
+		scan_bytes(sc, c.content_off, clen, sc->tmp + FROM_DIGEST_MAX);
+	if (content == NULL) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = mbox_err("cannot read the mbox: %s",
+				    errno == EIO ? "it shrank while reading" :
+				    strerror(errno));
+		return -1;
+	}
+	c.from_hash = fnv1a64(from, flen, FNV_INIT);
+	if (scan_digest(sc, from, flen, content, clen, c.raw_size,
+			c.id) < 0) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = "cannot compute a message digest";
 		return -1;
 	}
-	if (recs_push(out, c) < 0) {
-		*err_r = out->count >= MAILDROP_MAX_MESSAGES ?
+	if (recs_push(sc->out, &c) < 0) {
+		*err_r = sc->out->count >= MAILDROP_MAX_MESSAGES ?
 			MAILDROP_ERR_PERM : MAILDROP_ERR_TEMP;
-		*error_r = out->count >= MAILDROP_MAX_MESSAGES ?
+		*error_r = sc->out->count >= MAILDROP_MAX_MESSAGES ?
 			"too many messages in the mbox" :
 			"out of memory reading the mbox";
 		return -1;
 	}
-	sc->have_msg = false;
 	return 0;
 }
 
-/* Scan [start, end) of fd; the line at start must be a "From " line (the
- * caller checked it; at 0 a file that does not start so is no mbox).
- * Appends the messages to out. */
+/* Bit i set where byte i of the 64 at p is LF (*lf) or CR (*cr). */
+static void
+block_masks(const unsigned char *p, uint64_t *lf, uint64_t *cr)
+{
+#ifdef __SSE2__
+	const __m128i nl = _mm_set1_epi8('\n'), r = _mm_set1_epi8('\r');
+	uint64_t l = 0, c = 0;
+	int k;
+
+	for (k = 0; k < 4; k++) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)
+					    (p + 16 * k));
+
+		l |= (uint64_t)(uint16_t)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(v, nl)) << (16 * k);
+		c |= (uint64_t)(uint16_t)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(v, r)) << (16 * k);
+	}
+	*lf = l;
+	*cr = c;
+#else
+	uint64_t l = 0, c = 0;
+	int k;
+
+	for (k = 0; k < 64; k++) {
+		l |= (uint64_t)(p[k] == '\n') << k;
+		c |= (uint64_t)(p[k] == '\r') << k;
+	}
+	*lf = l;
+	*cr = c;
+#endif
+}
+
+/* Set bits of x (no popcnt instruction needed). */
+static unsigned int
+popcount64(uint64_t x)
+{
+	x -= (x >> 1) & 0x5555555555555555ULL;
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned int)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* Bits below k (0..64). */
+static uint64_t
+below(unsigned int k)
+{
+	return k >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << k) - 1;
+}
+
+/* Scan [start, end) of fd; the line at start must be a "From " line (at
+ * 0 a file that does not start so is no mbox).  Appends the messages to
+ * out.
+ *
+ * One pass, 64 bytes at a time: bitmaps of the LFs and CRs give the
+ * count of LFs without a CR before them (which CRLF conversion adds a
+ * byte for) and the ends of empty lines ("\n" or "\r\n" right after a
+ * LF); a message ends before an empty line followed by "From ".  A
+ * message's size is then its raw size, plus the bare LFs inside it
+ * (a running count, read at its ends), plus 2 when it does not end in
+ * LF, as crlf.h defines. */
 static int
 scan(int fd, uint64_t start, uint64_t end, struct recs *out,
      enum maildrop_error *err_r, const char **error_r)
 {
 	struct scanner *sc = calloc(1, sizeof(*sc));
-	unsigned char *buf = malloc(SCAN_CHUNK);
-	uint64_t bpos = start, line_off = start, line_len = 0;
-	size_t blen = 0, i = 0;
-	bool at_line_start = true, prev_blank = false;
-	unsigned char prev = '\n', line_first = 0;
+	unsigned char *buf = malloc(SCAN_CHUNK), block[64];
+	uint64_t prev_lf = 0, prev_cr = 0, bare = 0, next;
 	int ret = -1;
 
-	if (sc == NULL || buf == NULL) {
+	if (sc != NULL) {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+		/* Not EVP_sha256(), which OpenSSL 3 looks up at every
+		 * EVP_DigestInit_ex, under a lock. */
+		sc->sha256 = sc->fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+		sc->sha256 = EVP_sha256();
+#endif
+	}
+	if (sc == NULL || buf == NULL || sc->sha256 == NULL ||
+	    (sc->ctx = EVP_MD_CTX_new()) == NULL) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = "out of memory reading the mbox";
 		goto cleanup;
 	}
-	for (;;) {
-		const unsigned char *nl;
-		size_t run;
+	sc->fd = fd;
+	sc->end = end;
+	sc->buf = buf;
+	sc->out = out;
+	sc->bpos = start;
+	if (start >= end)
+		goto done;
+	{
+		unsigned char head[5];
 
-		/* Refill: keep at least 5 bytes ahead at a line start, so
-		 * that "From " is seen across chunk borders. */
-		if (i == blen || (at_line_start && blen - i < 5 &&
-				  bpos + blen < end)) {
-			size_t keep = blen - i, want;
-			ssize_t r;
-
-			if (bpos + blen >= end && keep == 0)
-				break;
-			memmove(buf, buf + i, keep);
-			bpos += i;
-			blen = keep;
-			i = 0;
-			want = SCAN_CHUNK - blen;
-			if (end - (bpos + blen) < want)
-				want = (size_t)(end - (bpos + blen));
-			if (want > 0) {
-				r = pread(fd, buf + blen, want,
-					  (off_t)(bpos + blen));
-				if (r < 0 && errno == EINTR)
-					continue;
-				if (r <= 0) {
-					*err_r = MAILDROP_ERR_TEMP;
-					*error_r = mbox_err("cannot read the "
-						"mbox: %s", r == 0 ?
-						"it shrank while reading" :
-						strerror(errno));
-					goto cleanup;
-				}
-				blen += (size_t)r;
-			}
-		}
-		if (at_line_start) {
-			uint64_t abs = bpos + i;
-			bool from = blen - i >= 5 &&
-				memcmp(buf + i, "From ", 5) == 0 &&
-				(abs == start || prev_blank);
-
-			if (from) {
-				if (sc->have_msg &&
-				    scan_finish(sc, sc->blank_off,
-						sc->bare_at_blank, '\n', out,
-						err_r, error_r) < 0)
-					goto cleanup;
-				memset(&sc->cur, 0, sizeof(sc->cur));
-				sc->cur.from_off = abs;
-				sc->have_msg = true;
-				sc->in_from = true;
-				sc->bare = 0;
-				sc->from_len = 0;
-				sc->cont_len = 0;
-			} else if (!sc->have_msg) {
-				*err_r = MAILDROP_ERR_PERM;
-				*error_r = "not an mbox file (the first line "
-					"is not a \"From \" line)";
-				goto cleanup;
-			}
-			line_off = abs;
-			line_len = 0;
-			at_line_start = false;
-		}
-		nl = memchr(buf + i, '\n', blen - i);
-		run = (nl != NULL ? (size_t)(nl - buf) + 1 : blen) - i;
-		if (sc->in_from) {
-			size_t n = FROM_DIGEST_MAX - sc->from_len;
-
-			if (n > run)
-				n = run;
-			memcpy(sc->from_buf + sc->from_len, buf + i, n);
-			sc->from_len += n;
-		} else if (sc->cont_len < CONTENT_DIGEST_MAX) {
-			size_t n = CONTENT_DIGEST_MAX - sc->cont_len;
-
-			if (n > run)
-				n = run;
-			memcpy(sc->cont_buf + sc->cont_len, buf + i, n);
-			sc->cont_len += n;
-		}
-		if (nl == NULL) {
-			if (line_len == 0)
-				line_first = buf[i];
-			line_len += run;
-			prev = buf[i + run - 1];
-			i += run;
-			continue;
-		}
-		{
-			size_t before = run - 1;        /* bytes before LF */
-			unsigned char cr_prev = before > 0 ? nl[-1] : prev;
-			bool blank;
-
-			if (line_len == 0 && before > 0)
-				line_first = buf[i];
-			line_len += before;
-			blank = line_len == 0 ||
-				(line_len == 1 && line_first == '\r');
-			if (sc->in_from) {
-				sc->in_from = false;
-				sc->cur.content_off = bpos + i + run;
-				prev_blank = false;
-			} else {
-				if (blank) {
-					sc->blank_off = line_off;
-					sc->bare_at_blank = sc->bare;
-				}
-				if (cr_prev != '\r')
-					sc->bare++;
-				prev_blank = blank;
-			}
-			prev = '\n';
-			i += run;
-			at_line_start = true;
+		if (end - start < 5 || pread_all(fd, head, 5, start) < 0 ||
+		    memcmp(head, "From ", 5) != 0) {
+			*err_r = MAILDROP_ERR_PERM;
+			*error_r = "not an mbox file (the first line is not a "
+				"\"From \" line)";
+			goto cleanup;
 		}
 	}
-	if (sc->have_msg) {
-		uint64_t e = end, bare = sc->bare;
+	sc->in_from = true;
+	sc->from_off = start;
+	next = start + 5;               /* no event inside "From " */
+	while (sc->bpos + sc->blen < end) {
+		size_t want = end - (sc->bpos + sc->blen) < SCAN_CHUNK ?
+			(size_t)(end - (sc->bpos + sc->blen)) : SCAN_CHUNK;
+		size_t k;
+		ssize_t r;
 
-		/* A final empty line is the separator MDAs write, not part
-		 * of the message. */
-		if (at_line_start && prev_blank && !sc->in_from) {
-			e = sc->blank_off;
-			bare = sc->bare_at_blank;
-			prev = '\n';
+		sc->bpos += sc->blen;
+		sc->blen = 0;
+		do
+			r = pread(fd, buf, want, (off_t)sc->bpos);
+		while (r < 0 && errno == EINTR);
+		if (r <= 0) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = mbox_err("cannot read the mbox: %s", r == 0 ?
+					    "it shrank while reading" :
+					    strerror(errno));
+			goto cleanup;
 		}
-		if (scan_finish(sc, e, bare, prev, out, err_r, error_r) < 0)
+		sc->blen = (size_t)r;
+		for (k = 0; k < sc->blen; k += 64) {
+			uint64_t base = sc->bpos + k, lf, cr, lf1, cr1, lf2,
+				nbare, blank;
+
+			if (sc->blen - k >= 64) {
+				block_masks(buf + k, &lf, &cr);
+			} else {
+				memset(block, 0, sizeof(block));
+				memcpy(block, buf + k, sc->blen - k);
+				block_masks(block, &lf, &cr);
+			}
+			lf1 = lf << 1 | prev_lf >> 63;  /* byte before: LF */
+			cr1 = cr << 1 | prev_cr >> 63;  /* byte before: CR */
+			lf2 = lf << 2 | prev_lf >> 62;  /* two before: LF */
+			nbare = lf & ~cr1;
+			blank = lf & (lf1 | (cr1 & lf2));
+			for (;;) {
+				uint64_t ev = sc->in_from ? lf : blank, p;
+				unsigned int j;
+
+				ev &= next <= base ? ~(uint64_t)0 :
+					~below((unsigned int)(next - base <
+							      64 ? next - base :
+							      64));
+				if (ev == 0)
+					break;
+				j = (unsigned int)__builtin_ctzll(ev);
+				p = base + j;
+				if (sc->in_from) {
+					/* The end of the "From " line. */
+					sc->in_from = false;
+					sc->content_off = p + 1;
+					sc->bare_at_content = bare +
+						(uint64_t)popcount64(
+							nbare & below(j + 1));
+					next = p + 1;
+					continue;
+				}
+				next = p + 1;
+				/* An empty line ends at p: is "From " next? */
+				{
+					unsigned char f[5];
+					const unsigned char *q;
+					uint64_t bstart;
+
+					if (end - (p + 1) < 5)
+						continue;
+					q = scan_bytes(sc, p + 1, 5, f);
+					if (q == NULL) {
+						*err_r = MAILDROP_ERR_TEMP;
+						*error_r = mbox_err("cannot "
+							"read the mbox: %s",
+							strerror(errno));
+						goto cleanup;
+					}
+					if (memcmp(q, "From ", 5) != 0)
+						continue;
+					bstart = (lf1 >> j & 1) != 0 ? p : p - 1;
+					if (scan_finish(sc, bstart, bare +
+						(uint64_t)popcount64(
+							nbare & below(j)),
+						'\n', err_r, error_r) < 0)
+						goto cleanup;
+					sc->in_from = true;
+					sc->from_off = p + 1;
+					next = p + 6;
+				}
+			}
+			bare += (uint64_t)popcount64(nbare);
+			prev_lf = lf;
+			prev_cr = cr;
+		}
+	}
+	/* The last message ends at the end, but for an empty line there:
+	 * the separator MDAs write, not part of the message. */
+	{
+		unsigned char t[3];
+		const unsigned char *q;
+		uint64_t e = end, bare_e = bare, n = end - start < 3 ?
+			end - start : 3;
+		unsigned char last;
+
+		q = scan_bytes(sc, end - n, (size_t)n, t);
+		if (q == NULL) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = mbox_err("cannot read the mbox: %s",
+					    strerror(errno));
+			goto cleanup;
+		}
+		last = q[n - 1];
+		if (!sc->in_from && n == 3 && last == '\n') {
+			if (q[1] == '\n' && end - 1 >= sc->content_off) {
+				e = end - 1;
+				bare_e = bare - 1;
+			} else if (q[1] == '\r' && q[0] == '\n' &&
+				   end - 2 >= sc->content_off) {
+				e = end - 2;
+			}
+		}
+		if (e < end)
+			last = '\n';
+		if (scan_finish(sc, e, bare_e, last, err_r, error_r) < 0)
 			goto cleanup;
 	}
+done:
 	ret = 0;
 cleanup:
+	if (sc != NULL) {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+		EVP_MD_free(sc->fetched);
+#endif
+		EVP_MD_CTX_free(sc->ctx);
+	}
 	free(buf);
 	free(sc);
 	return ret;
