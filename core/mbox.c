@@ -790,6 +790,60 @@ from_line_ok(int fd, const struct rec *r)
 	return fnv1a64(buf, (size_t)len, FNV_INIT) == r->from_hash ? 1 : 0;
 }
 
+/* The same for v[0..n), sorted by offset, read in runs of up to
+ * SCAN_CHUNK bytes rather than line by line: on a large mbox, one
+ * read per message costs far more than reading it all. */
+static int
+from_lines_ok(int fd, const struct rec *v, size_t n)
+{
+	unsigned char *buf;
+	size_t i = 0, j, k;
+	int ret = 1;
+
+	if (n == 0)
+		return 1;
+	buf = malloc(SCAN_CHUNK);
+	if (buf == NULL)
+		return -1;
+	while (i < n) {
+		uint64_t start = v[i].from_off, stop = start;
+
+		/* As many following lines as fit in the buffer. */
+		for (j = i; j < n; j++) {
+			uint64_t len = v[j].content_off - v[j].from_off;
+
+			if (len > FROM_DIGEST_MAX)
+				len = FROM_DIGEST_MAX;
+			if (len < 5 || v[j].from_off < start) {
+				ret = 0;
+				goto done;
+			}
+			if (v[j].from_off - start + len > SCAN_CHUNK)
+				break;
+			stop = v[j].from_off + len;
+		}
+		if (pread_all(fd, buf, (size_t)(stop - start), start) < 0) {
+			ret = errno == EIO ? 0 : -1;
+			goto done;
+		}
+		for (k = i; k < j; k++) {
+			uint64_t len = v[k].content_off - v[k].from_off;
+
+			if (len > FROM_DIGEST_MAX)
+				len = FROM_DIGEST_MAX;
+			if (fnv1a64(buf + (v[k].from_off - start), (size_t)len,
+				    FNV_INIT) != v[k].from_hash) {
+				ret = 0;
+				goto done;
+			}
+		}
+		i = j;
+	}
+done:
+	free(buf);
+	return ret;
+}
+
 /* ---- index -------------------------------------------------------------- */
 
 /* A fast checksum for the index: four independent lanes over 8-byte
@@ -1838,12 +1892,7 @@ load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
 		exact = false;
 	}
 	if (covered > 0 && !exact) {
-		size_t i;
-
-		for (i = 0; i < r->count; i++)
-			if (from_line_ok(mb->fd, &r->v[i]) != 1)
-				break;
-		if (i < r->count) {
+		if (from_lines_ok(mb->fd, r->v, r->count) != 1) {
 			free(r->v);
 			memset(r, 0, sizeof(*r));
 			covered = 0;
@@ -2048,7 +2097,6 @@ only_appended(struct maildrop *md, struct mbox *mb, const struct stat *st,
 {
 	struct stat pst;
 	char head[5];
-	size_t i;
 	int r;
 
 	if (stat(md->path, &pst) < 0 || pst.st_dev != mb->dev ||
@@ -2060,12 +2108,10 @@ only_appended(struct maildrop *md, struct mbox *mb, const struct stat *st,
 		*why_r = "the mbox shrank";
 		return 0;
 	}
-	for (i = 0; i < md->count; i++) {
-		r = from_line_ok(mb->fd, &mb->recs[i]);
-		if (r != 1) {
-			*why_r = "messages moved inside the mbox";
-			return r;
-		}
+	r = from_lines_ok(mb->fd, mb->recs, md->count);
+	if (r != 1) {
+		*why_r = "messages moved inside the mbox";
+		return r;
 	}
 	if ((uint64_t)st->st_size > mb->snap &&
 	    (pread_all(mb->fd, head, 5, mb->snap) < 0 ||

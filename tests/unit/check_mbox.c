@@ -1006,6 +1006,62 @@ START_TEST(test_index_uidl_numbers)
 }
 END_TEST
 
+/* A "From " line changed in place far into a large mbox (well into
+ * the second read of the check): after mail was appended, the index is not reused
+ * for it, and a deletion at QUIT is refused. */
+START_TEST(test_index_large_change)
+{
+	enum maildrop_error err;
+	const char *error = NULL;
+	unsigned int deleted = 99;
+	static char a[400][POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+	size_t n, i, len, target;
+	char *s, *p;
+	int fd;
+
+	make_mbox(300, 550);            /* about 2.7 MiB */
+	md = open_ok();
+	n = uidls(md, a, 400);
+	ck_assert_uint_eq(n, 300);
+	target = 240;
+	ck_assert_uint_gt((uint64_t)md->msgs[target].offset, 1u << 20);
+	maildrop_close(&md);
+	/* "From sender240@..." becomes "From sendEr240@...". */
+	s = read_file(mboxpath, &len);
+	p = strstr(s, "From sender240@");
+	ck_assert_ptr_nonnull(p);
+	fd = open(mboxpath, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "E", 1, (off_t)(p - s) + 9), 1);
+	close(fd);
+	free(s);
+	append_file(mboxpath, "From z\nnew\n", 11);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, n + 1);
+	for (i = 0; i < n; i++) {
+		if (i == target)
+			ck_assert_str_ne(md->msgs[i].uidl, a[i]);
+		else
+			ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+	}
+	/* The same change during a session. */
+	s = read_file(mboxpath, &len);
+	p = strstr(s, "From sendEr240@");
+	ck_assert_ptr_nonnull(p);
+	fd = open(mboxpath, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "e", 1, (off_t)(p - s) + 9), 1);
+	close(fd);
+	free(s);
+	md->msgs[0].deleted = true;
+	ck_assert_int_eq(md->driver->commit(md, &deleted, &err, &error), -1);
+	ck_assert_int_eq(err, MAILDROP_ERR_TEMP);
+	ck_assert_ptr_nonnull(strstr(error, "changed by another program"));
+	maildrop_close(&md);
+}
+END_TEST
+
 /* ---- crash safety ---------------------------------------------------------- */
 
 #define FI_MESSAGES 300
@@ -1292,6 +1348,7 @@ mbox_suite(void)
 	tcase_add_test(tc, test_index_damage);
 	tcase_add_test(tc, test_index_same_stamp);
 	tcase_add_test(tc, test_index_uidl_numbers);
+	tcase_add_test(tc, test_index_large_change);
 	suite_add_tcase(s, tc);
 
 	tcase_add_checked_fixture(tf, setup, teardown);
