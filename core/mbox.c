@@ -34,9 +34,12 @@
  * another message.  X-UIDL headers are ignored.
  *
  * Index.  .NAME.index caches the scan (offsets, sizes, digests) keyed on
- * device, inode, size and mtime.  When the mbox only grew, the cached
- * part is checked message by message ("From " line digests) and only the
- * rest is read. */
+ * device, inode, size and mtime; a few of its "From " lines are checked
+ * even then.  When the mbox only grew, the cached part is checked message
+ * by message ("From " line digests) and only the rest is read.  It also
+ * keeps the UIDL numbers, with the device, inode, size, mtime and ctime
+ * of the .NAME.uidl they agree with: while that file is unchanged, a
+ * login reads neither it nor the mbox, just the index, in two reads. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -53,6 +56,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
+#include <openssl/opensslv.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include "dotlock.h"
 #include "log.h"
 #include "maildrop.h"
@@ -72,7 +79,7 @@
 #define UIDL_FILE_MAX (128 * 1024 * 1024)
 #define UIDL_LINE_MAX 128
 #define UIDL_VERSION_LINE "poplar-uidl 1\n"
-#define INDEX_MAGIC "PLRMBIX1"
+#define INDEX_MAGIC "PLRMBIX2"
 #define JOURNAL_HEADER_LEN 512
 #define JOURNAL_MAGIC "poplar-journal 1"
 
@@ -103,6 +110,14 @@ struct recs {
 	size_t count, alloc;
 };
 
+/* What identifies a version of a file: a file replaced by rename gets a
+ * new inode, one written in place a new mtime and ctime (and ctime cannot
+ * be set back). */
+struct fstamp {
+	uint64_t dev, ino, size;
+	int64_t mtime_sec, mtime_nsec, ctime_sec, ctime_nsec;
+};
+
 struct mbox {
 	int fd;
 	bool rdonly;
@@ -113,6 +128,8 @@ struct mbox {
 	uint64_t *uids;
 	char epoch[17];
 	uint64_t next_uid;
+	struct fstamp ustamp;           /* of .NAME.uidl, when it holds uids */
+	bool ustamp_ok;
 	char uidlpath[PATH_MAX], indexpath[PATH_MAX], journalpath[PATH_MAX];
 	struct dotlock *dotlock;
 };
@@ -347,32 +364,6 @@ unhex(const char *in, unsigned char *out, size_t len)
 		in[2 * len] == '\n' ? 0 : -1;
 }
 
-static int
-message_id(const unsigned char *from, size_t from_len,
-	   const unsigned char *content, size_t content_len,
-	   uint64_t raw_size, unsigned char id[ID_LEN])
-{
-	unsigned char md[EVP_MAX_MD_SIZE], sz[8];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int i, ok;
-
-	if (ctx == NULL)
-		return -1;
-	for (i = 0; i < 8; i++)
-		sz[i] = (unsigned char)(raw_size >> (8 * i));
-	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-		EVP_DigestUpdate(ctx, from, from_len) == 1 &&
-		EVP_DigestUpdate(ctx, sz, sizeof(sz)) == 1 &&
-		EVP_DigestUpdate(ctx, content, content_len) == 1 &&
-		EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= ID_LEN;
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
-		return -1;
-	memcpy(id, md, ID_LEN);
-	return 0;
-}
-
 /* SHA-256 of the file bytes [from, to), hex into out (65 bytes). */
 static int
 hash_range(int fd, uint64_t from, uint64_t to, char out[65])
@@ -426,208 +417,357 @@ recs_push(struct recs *r, const struct rec *e)
 }
 
 struct scanner {
-	struct rec cur;
-	bool have_msg, in_from;
-	uint64_t bare, bare_at_blank, blank_off;
-	unsigned char from_buf[FROM_DIGEST_MAX];
-	size_t from_len;
-	unsigned char cont_buf[CONTENT_DIGEST_MAX];
-	size_t cont_len;
+	int fd;
+	uint64_t end;                   /* of the part scanned */
+	const unsigned char *buf;       /* file bytes [bpos, bpos + blen) */
+	uint64_t bpos;
+	size_t blen;
+	EVP_MD_CTX *ctx;
+	const EVP_MD *sha256;
+	EVP_MD *fetched;                /* OpenSSL 3: fetched once */
+	struct recs *out;
+	/* the message being read */
+	bool in_from;
+	uint64_t from_off, content_off;
+	uint64_t bare_at_content;       /* bare LFs before content_off */
+	unsigned char tmp[FROM_DIGEST_MAX + CONTENT_DIGEST_MAX];
 };
 
-/* The message ends at end with bare LFs counted; last is its last byte. */
+/* The file bytes [off, off + len): in the buffer when there, else read
+ * into dst.  NULL on a read error (errno). */
+static const unsigned char *
+scan_bytes(struct scanner *sc, uint64_t off, size_t len, unsigned char *dst)
+{
+	if (off >= sc->bpos && off + len <= sc->bpos + sc->blen)
+		return sc->buf + (off - sc->bpos);
+	if (len > 0 && pread_all(sc->fd, dst, len, off) < 0)
+		return NULL;
+	return dst;
+}
+
+/* The digest of a message: SHA-256 of (at most FROM_DIGEST_MAX bytes of)
+ * its "From " line, its raw size (8 bytes, little-endian) and (at most
+ * CONTENT_DIGEST_MAX bytes of) its content, cut to ID_LEN. */
 static int
-scan_finish(struct scanner *sc, uint64_t end, uint64_t bare,
-	    unsigned char last, struct recs *out, enum maildrop_error *err_r,
+scan_digest(struct scanner *sc, const unsigned char *from, size_t from_len,
+	    const unsigned char *content, size_t content_len,
+	    uint64_t raw_size, unsigned char id[ID_LEN])
+{
+	unsigned char md[EVP_MAX_MD_SIZE], sz[8];
+	unsigned int mdlen = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		sz[i] = (unsigned char)(raw_size >> (8 * i));
+	if (EVP_DigestInit_ex(sc->ctx, sc->sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(sc->ctx, from, from_len) != 1 ||
+	    EVP_DigestUpdate(sc->ctx, sz, sizeof(sz)) != 1 ||
+	    EVP_DigestUpdate(sc->ctx, content, content_len) != 1 ||
+	    EVP_DigestFinal_ex(sc->ctx, md, &mdlen) != 1 || mdlen < ID_LEN)
+		return -1;
+	memcpy(id, md, ID_LEN);
+	return 0;
+}
+
+/* The current message ends at end (exclusive), with bare LFs before end
+ * in the file; last is its last byte. */
+static int
+scan_finish(struct scanner *sc, uint64_t end, uint64_t bare_at_end,
+	    unsigned char last, enum maildrop_error *err_r,
 	    const char **error_r)
 {
-	struct rec *c = &sc->cur;
+	const unsigned char *from, *content;
+	struct rec c;
+	size_t flen, clen;
 
-	if (sc->in_from)
-		c->content_off = end;   /* "From " line without a line end */
-	c->raw_size = end - c->content_off;
-	if (c->raw_size > MAILDROP_MAX_MESSAGE_SIZE) {
+	memset(&c, 0, sizeof(c));
+	if (sc->in_from) {
+		/* A "From " line without a line end. */
+		sc->content_off = end;
+		bare_at_end = sc->bare_at_content;
+	}
+	c.from_off = sc->from_off;
+	c.content_off = sc->content_off;
+	c.raw_size = end - c.content_off;
+	if (c.raw_size > MAILDROP_MAX_MESSAGE_SIZE) {
 		*err_r = MAILDROP_ERR_PERM;
 		*error_r = mbox_err("a message is too large (%" PRIu64
-				    " bytes, the limit is %llu)", c->raw_size,
+				    " bytes, the limit is %llu)", c.raw_size,
 				    MAILDROP_MAX_MESSAGE_SIZE);
 		return -1;
 	}
-	c->size = c->raw_size + bare +
-		(c->raw_size > 0 && last != '\n' ? 2 : 0);
-	c->from_hash = fnv1a64(sc->from_buf, sc->from_len, FNV_INIT);
-	if (message_id(sc->from_buf, sc->from_len, sc->cont_buf,
-		       c->raw_size < sc->cont_len ? (size_t)c->raw_size :
-		       sc->cont_len, c->raw_size, c->id) < 0) {
+	c.size = c.raw_size + (bare_at_end - sc->bare_at_content) +
+		(c.raw_size > 0 && last != '\n' ? 2 : 0);
+	flen = c.content_off - c.from_off < FROM_DIGEST_MAX ?
+		(size_t)(c.content_off - c.from_off) : FROM_DIGEST_MAX;
+	clen = c.raw_size < CONTENT_DIGEST_MAX ? (size_t)c.raw_size :
+		CONTENT_DIGEST_MAX;
+	from = scan_bytes(sc, c.from_off, flen, sc->tmp);
+	content = from == NULL ? NULL :
+		scan_bytes(sc, c.content_off, clen, sc->tmp + FROM_DIGEST_MAX);
+	if (content == NULL) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = mbox_err("cannot read the mbox: %s",
+				    errno == EIO ? "it shrank while reading" :
+				    strerror(errno));
+		return -1;
+	}
+	c.from_hash = fnv1a64(from, flen, FNV_INIT);
+	if (scan_digest(sc, from, flen, content, clen, c.raw_size,
+			c.id) < 0) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = "cannot compute a message digest";
 		return -1;
 	}
-	if (recs_push(out, c) < 0) {
-		*err_r = out->count >= MAILDROP_MAX_MESSAGES ?
+	if (recs_push(sc->out, &c) < 0) {
+		*err_r = sc->out->count >= MAILDROP_MAX_MESSAGES ?
 			MAILDROP_ERR_PERM : MAILDROP_ERR_TEMP;
-		*error_r = out->count >= MAILDROP_MAX_MESSAGES ?
+		*error_r = sc->out->count >= MAILDROP_MAX_MESSAGES ?
 			"too many messages in the mbox" :
 			"out of memory reading the mbox";
 		return -1;
 	}
-	sc->have_msg = false;
 	return 0;
 }
 
-/* Scan [start, end) of fd; the line at start must be a "From " line (the
- * caller checked it; at 0 a file that does not start so is no mbox).
- * Appends the messages to out. */
+/* Bit i set where byte i of the 64 at p is LF (*lf) or CR (*cr). */
+static void
+block_masks(const unsigned char *p, uint64_t *lf, uint64_t *cr)
+{
+#ifdef __SSE2__
+	const __m128i nl = _mm_set1_epi8('\n'), r = _mm_set1_epi8('\r');
+	uint64_t l = 0, c = 0;
+	int k;
+
+	for (k = 0; k < 4; k++) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)
+					    (p + 16 * k));
+
+		l |= (uint64_t)(uint16_t)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(v, nl)) << (16 * k);
+		c |= (uint64_t)(uint16_t)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(v, r)) << (16 * k);
+	}
+	*lf = l;
+	*cr = c;
+#else
+	uint64_t l = 0, c = 0;
+	int k;
+
+	for (k = 0; k < 64; k++) {
+		l |= (uint64_t)(p[k] == '\n') << k;
+		c |= (uint64_t)(p[k] == '\r') << k;
+	}
+	*lf = l;
+	*cr = c;
+#endif
+}
+
+/* Set bits of x (no popcnt instruction needed). */
+static unsigned int
+popcount64(uint64_t x)
+{
+	x -= (x >> 1) & 0x5555555555555555ULL;
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned int)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* Bits below k (0..64). */
+static uint64_t
+below(unsigned int k)
+{
+	return k >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << k) - 1;
+}
+
+/* Scan [start, end) of fd; the line at start must be a "From " line (at
+ * 0 a file that does not start so is no mbox).  Appends the messages to
+ * out.
+ *
+ * One pass, 64 bytes at a time: bitmaps of the LFs and CRs give the
+ * count of LFs without a CR before them (which CRLF conversion adds a
+ * byte for) and the ends of empty lines ("\n" or "\r\n" right after a
+ * LF); a message ends before an empty line followed by "From ".  A
+ * message's size is then its raw size, plus the bare LFs inside it
+ * (a running count, read at its ends), plus 2 when it does not end in
+ * LF, as crlf.h defines. */
 static int
 scan(int fd, uint64_t start, uint64_t end, struct recs *out,
      enum maildrop_error *err_r, const char **error_r)
 {
 	struct scanner *sc = calloc(1, sizeof(*sc));
-	unsigned char *buf = malloc(SCAN_CHUNK);
-	uint64_t bpos = start, line_off = start, line_len = 0;
-	size_t blen = 0, i = 0;
-	bool at_line_start = true, prev_blank = false;
-	unsigned char prev = '\n', line_first = 0;
+	unsigned char *buf = malloc(SCAN_CHUNK), block[64];
+	uint64_t prev_lf = 0, prev_cr = 0, bare = 0, next;
 	int ret = -1;
 
-	if (sc == NULL || buf == NULL) {
+	if (sc != NULL) {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+		/* Not EVP_sha256(), which OpenSSL 3 looks up at every
+		 * EVP_DigestInit_ex, under a lock. */
+		sc->sha256 = sc->fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+		sc->sha256 = EVP_sha256();
+#endif
+	}
+	if (sc == NULL || buf == NULL || sc->sha256 == NULL ||
+	    (sc->ctx = EVP_MD_CTX_new()) == NULL) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = "out of memory reading the mbox";
 		goto cleanup;
 	}
-	for (;;) {
-		const unsigned char *nl;
-		size_t run;
+	sc->fd = fd;
+	sc->end = end;
+	sc->buf = buf;
+	sc->out = out;
+	sc->bpos = start;
+	if (start >= end)
+		goto done;
+	{
+		unsigned char head[5];
 
-		/* Refill: keep at least 5 bytes ahead at a line start, so
-		 * that "From " is seen across chunk borders. */
-		if (i == blen || (at_line_start && blen - i < 5 &&
-				  bpos + blen < end)) {
-			size_t keep = blen - i, want;
-			ssize_t r;
-
-			if (bpos + blen >= end && keep == 0)
-				break;
-			memmove(buf, buf + i, keep);
-			bpos += i;
-			blen = keep;
-			i = 0;
-			want = SCAN_CHUNK - blen;
-			if (end - (bpos + blen) < want)
-				want = (size_t)(end - (bpos + blen));
-			if (want > 0) {
-				r = pread(fd, buf + blen, want,
-					  (off_t)(bpos + blen));
-				if (r < 0 && errno == EINTR)
-					continue;
-				if (r <= 0) {
-					*err_r = MAILDROP_ERR_TEMP;
-					*error_r = mbox_err("cannot read the "
-						"mbox: %s", r == 0 ?
-						"it shrank while reading" :
-						strerror(errno));
-					goto cleanup;
-				}
-				blen += (size_t)r;
-			}
-		}
-		if (at_line_start) {
-			uint64_t abs = bpos + i;
-			bool from = blen - i >= 5 &&
-				memcmp(buf + i, "From ", 5) == 0 &&
-				(abs == start || prev_blank);
-
-			if (from) {
-				if (sc->have_msg &&
-				    scan_finish(sc, sc->blank_off,
-						sc->bare_at_blank, '\n', out,
-						err_r, error_r) < 0)
-					goto cleanup;
-				memset(&sc->cur, 0, sizeof(sc->cur));
-				sc->cur.from_off = abs;
-				sc->have_msg = true;
-				sc->in_from = true;
-				sc->bare = 0;
-				sc->from_len = 0;
-				sc->cont_len = 0;
-			} else if (!sc->have_msg) {
-				*err_r = MAILDROP_ERR_PERM;
-				*error_r = "not an mbox file (the first line "
-					"is not a \"From \" line)";
-				goto cleanup;
-			}
-			line_off = abs;
-			line_len = 0;
-			at_line_start = false;
-		}
-		nl = memchr(buf + i, '\n', blen - i);
-		run = (nl != NULL ? (size_t)(nl - buf) + 1 : blen) - i;
-		if (sc->in_from) {
-			size_t n = FROM_DIGEST_MAX - sc->from_len;
-
-			if (n > run)
-				n = run;
-			memcpy(sc->from_buf + sc->from_len, buf + i, n);
-			sc->from_len += n;
-		} else if (sc->cont_len < CONTENT_DIGEST_MAX) {
-			size_t n = CONTENT_DIGEST_MAX - sc->cont_len;
-
-			if (n > run)
-				n = run;
-			memcpy(sc->cont_buf + sc->cont_len, buf + i, n);
-			sc->cont_len += n;
-		}
-		if (nl == NULL) {
-			if (line_len == 0)
-				line_first = buf[i];
-			line_len += run;
-			prev = buf[i + run - 1];
-			i += run;
-			continue;
-		}
-		{
-			size_t before = run - 1;        /* bytes before LF */
-			unsigned char cr_prev = before > 0 ? nl[-1] : prev;
-			bool blank;
-
-			if (line_len == 0 && before > 0)
-				line_first = buf[i];
-			line_len += before;
-			blank = line_len == 0 ||
-				(line_len == 1 && line_first == '\r');
-			if (sc->in_from) {
-				sc->in_from = false;
-				sc->cur.content_off = bpos + i + run;
-				prev_blank = false;
-			} else {
-				if (blank) {
-					sc->blank_off = line_off;
-					sc->bare_at_blank = sc->bare;
-				}
-				if (cr_prev != '\r')
-					sc->bare++;
-				prev_blank = blank;
-			}
-			prev = '\n';
-			i += run;
-			at_line_start = true;
+		if (end - start < 5 || pread_all(fd, head, 5, start) < 0 ||
+		    memcmp(head, "From ", 5) != 0) {
+			*err_r = MAILDROP_ERR_PERM;
+			*error_r = "not an mbox file (the first line is not a "
+				"\"From \" line)";
+			goto cleanup;
 		}
 	}
-	if (sc->have_msg) {
-		uint64_t e = end, bare = sc->bare;
+	sc->in_from = true;
+	sc->from_off = start;
+	next = start + 5;               /* no event inside "From " */
+	while (sc->bpos + sc->blen < end) {
+		size_t want = end - (sc->bpos + sc->blen) < SCAN_CHUNK ?
+			(size_t)(end - (sc->bpos + sc->blen)) : SCAN_CHUNK;
+		size_t k;
+		ssize_t r;
 
-		/* A final empty line is the separator MDAs write, not part
-		 * of the message. */
-		if (at_line_start && prev_blank && !sc->in_from) {
-			e = sc->blank_off;
-			bare = sc->bare_at_blank;
-			prev = '\n';
+		sc->bpos += sc->blen;
+		sc->blen = 0;
+		do
+			r = pread(fd, buf, want, (off_t)sc->bpos);
+		while (r < 0 && errno == EINTR);
+		if (r <= 0) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = mbox_err("cannot read the mbox: %s", r == 0 ?
+					    "it shrank while reading" :
+					    strerror(errno));
+			goto cleanup;
 		}
-		if (scan_finish(sc, e, bare, prev, out, err_r, error_r) < 0)
+		sc->blen = (size_t)r;
+		for (k = 0; k < sc->blen; k += 64) {
+			uint64_t base = sc->bpos + k, lf, cr, lf1, cr1, lf2,
+				nbare, blank;
+
+			if (sc->blen - k >= 64) {
+				block_masks(buf + k, &lf, &cr);
+			} else {
+				memset(block, 0, sizeof(block));
+				memcpy(block, buf + k, sc->blen - k);
+				block_masks(block, &lf, &cr);
+			}
+			lf1 = lf << 1 | prev_lf >> 63;  /* byte before: LF */
+			cr1 = cr << 1 | prev_cr >> 63;  /* byte before: CR */
+			lf2 = lf << 2 | prev_lf >> 62;  /* two before: LF */
+			nbare = lf & ~cr1;
+			blank = lf & (lf1 | (cr1 & lf2));
+			for (;;) {
+				uint64_t ev = sc->in_from ? lf : blank, p;
+				unsigned int j;
+
+				ev &= next <= base ? ~(uint64_t)0 :
+					~below((unsigned int)(next - base <
+							      64 ? next - base :
+							      64));
+				if (ev == 0)
+					break;
+				j = (unsigned int)__builtin_ctzll(ev);
+				p = base + j;
+				if (sc->in_from) {
+					/* The end of the "From " line. */
+					sc->in_from = false;
+					sc->content_off = p + 1;
+					sc->bare_at_content = bare +
+						(uint64_t)popcount64(
+							nbare & below(j + 1));
+					next = p + 1;
+					continue;
+				}
+				next = p + 1;
+				/* An empty line ends at p: is "From " next? */
+				{
+					unsigned char f[5];
+					const unsigned char *q;
+					uint64_t bstart;
+
+					if (end - (p + 1) < 5)
+						continue;
+					q = scan_bytes(sc, p + 1, 5, f);
+					if (q == NULL) {
+						*err_r = MAILDROP_ERR_TEMP;
+						*error_r = mbox_err("cannot "
+							"read the mbox: %s",
+							strerror(errno));
+						goto cleanup;
+					}
+					if (memcmp(q, "From ", 5) != 0)
+						continue;
+					bstart = (lf1 >> j & 1) != 0 ? p : p - 1;
+					if (scan_finish(sc, bstart, bare +
+						(uint64_t)popcount64(
+							nbare & below(j)),
+						'\n', err_r, error_r) < 0)
+						goto cleanup;
+					sc->in_from = true;
+					sc->from_off = p + 1;
+					next = p + 6;
+				}
+			}
+			bare += (uint64_t)popcount64(nbare);
+			prev_lf = lf;
+			prev_cr = cr;
+		}
+	}
+	/* The last message ends at the end, but for an empty line there:
+	 * the separator MDAs write, not part of the message. */
+	{
+		unsigned char t[3];
+		const unsigned char *q;
+		uint64_t e = end, bare_e = bare, n = end - start < 3 ?
+			end - start : 3;
+		unsigned char last;
+
+		q = scan_bytes(sc, end - n, (size_t)n, t);
+		if (q == NULL) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = mbox_err("cannot read the mbox: %s",
+					    strerror(errno));
+			goto cleanup;
+		}
+		last = q[n - 1];
+		if (!sc->in_from && n == 3 && last == '\n') {
+			if (q[1] == '\n' && end - 1 >= sc->content_off) {
+				e = end - 1;
+				bare_e = bare - 1;
+			} else if (q[1] == '\r' && q[0] == '\n' &&
+				   end - 2 >= sc->content_off) {
+				e = end - 2;
+			}
+		}
+		if (e < end)
+			last = '\n';
+		if (scan_finish(sc, e, bare_e, last, err_r, error_r) < 0)
 			goto cleanup;
 	}
+done:
 	ret = 0;
 cleanup:
+	if (sc != NULL) {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+		EVP_MD_free(sc->fetched);
+#endif
+		EVP_MD_CTX_free(sc->ctx);
+	}
 	free(buf);
 	free(sc);
 	return ret;
@@ -650,14 +790,155 @@ from_line_ok(int fd, const struct rec *r)
 	return fnv1a64(buf, (size_t)len, FNV_INIT) == r->from_hash ? 1 : 0;
 }
 
+/* The same for v[0..n), sorted by offset, read in runs of up to
+ * SCAN_CHUNK bytes rather than line by line: on a large mbox, one
+ * read per message costs far more than reading it all. */
+static int
+from_lines_ok(int fd, const struct rec *v, size_t n)
+{
+	unsigned char *buf;
+	size_t i = 0, j, k;
+	int ret = 1;
+
+	if (n == 0)
+		return 1;
+	buf = malloc(SCAN_CHUNK);
+	if (buf == NULL)
+		return -1;
+	while (i < n) {
+		uint64_t start = v[i].from_off, stop = start;
+
+		/* As many following lines as fit in the buffer. */
+		for (j = i; j < n; j++) {
+			uint64_t len = v[j].content_off - v[j].from_off;
+
+			if (len > FROM_DIGEST_MAX)
+				len = FROM_DIGEST_MAX;
+			if (len < 5 || v[j].from_off < start) {
+				ret = 0;
+				goto done;
+			}
+			if (v[j].from_off - start + len > SCAN_CHUNK)
+				break;
+			stop = v[j].from_off + len;
+		}
+		if (pread_all(fd, buf, (size_t)(stop - start), start) < 0) {
+			ret = errno == EIO ? 0 : -1;
+			goto done;
+		}
+		for (k = i; k < j; k++) {
+			uint64_t len = v[k].content_off - v[k].from_off;
+
+			if (len > FROM_DIGEST_MAX)
+				len = FROM_DIGEST_MAX;
+			if (fnv1a64(buf + (v[k].from_off - start), (size_t)len,
+				    FNV_INIT) != v[k].from_hash) {
+				ret = 0;
+				goto done;
+			}
+		}
+		i = j;
+	}
+done:
+	free(buf);
+	return ret;
+}
+
 /* ---- index -------------------------------------------------------------- */
 
+/* A fast checksum for the index: four independent lanes over 8-byte
+ * words, so that checking megabytes costs well under a millisecond.  It
+ * catches torn and damaged files; everything read is validated anyway. */
+#define SUM_P1 0x9e3779b185ebca87ULL
+#define SUM_P2 0xc2b2ae3d27d4eb4fULL
+
+static uint64_t
+rotl64(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+static uint64_t
+sum64(const void *data, size_t len, uint64_t seed)
+{
+	const unsigned char *p = data;
+	uint64_t a0 = seed + SUM_P1, a1 = seed ^ SUM_P2, a2 = seed - SUM_P1,
+		a3 = ~seed, w0, w1, w2, w3, h;
+	size_t i;
+
+	for (i = 0; i + 32 <= len; i += 32) {
+		memcpy(&w0, p + i, 8);
+		memcpy(&w1, p + i + 8, 8);
+		memcpy(&w2, p + i + 16, 8);
+		memcpy(&w3, p + i + 24, 8);
+		a0 = rotl64(a0 + w0 * SUM_P2, 31) * SUM_P1;
+		a1 = rotl64(a1 + w1 * SUM_P2, 31) * SUM_P1;
+		a2 = rotl64(a2 + w2 * SUM_P2, 31) * SUM_P1;
+		a3 = rotl64(a3 + w3 * SUM_P2, 31) * SUM_P1;
+	}
+	h = rotl64(a0, 1) + rotl64(a1, 7) + rotl64(a2, 12) + rotl64(a3, 18) +
+		(uint64_t)len;
+	for (; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	h ^= h >> 33;
+	h *= SUM_P2;
+	h ^= h >> 29;
+	h *= SUM_P1;
+	h ^= h >> 32;
+	return h;
+}
+
+static void
+fstamp_of(const struct stat *st, struct fstamp *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->dev = (uint64_t)st->st_dev;
+	s->ino = (uint64_t)st->st_ino;
+	s->size = (uint64_t)st->st_size;
+	s->mtime_sec = (int64_t)st->st_mtim.tv_sec;
+	s->mtime_nsec = (int64_t)st->st_mtim.tv_nsec;
+	s->ctime_sec = (int64_t)st->st_ctim.tv_sec;
+	s->ctime_nsec = (int64_t)st->st_ctim.tv_nsec;
+}
+
+/* The UIDL state the index's numbers were taken from. */
+struct index_uids {
+	uint64_t *uids;                 /* NULL: the index holds none */
+	char epoch[17];
+	uint64_t next;
+	struct fstamp stamp;            /* of .NAME.uidl when they matched */
+};
+
+#define INDEX_HAS_UIDS 0x1u
+
+/* The file: this header, count records, then (INDEX_HAS_UIDS) count
+ * numbers; native byte order, it never leaves the machine. */
 struct index_head {
 	char magic[8];
-	uint64_t dev, ino, size;
+	uint32_t rec_size, flags;
+	uint64_t dev, ino, size;        /* of the mbox; size = bytes covered */
 	int64_t mtime_sec, mtime_nsec;
-	uint64_t count, checksum;
+	uint64_t count;
+	struct fstamp ustamp;
+	uint64_t next_uid;
+	char epoch[16];
+	uint64_t checksum;              /* of all the rest, this field 0 */
 };
+
+static uint64_t
+index_checksum(const struct index_head *h, const struct rec *v,
+	       const uint64_t *uids)
+{
+	struct index_head z = *h;
+	uint64_t c;
+
+	z.checksum = 0;
+	c = sum64(&z, sizeof(z), 0);
+	c = sum64(v, h->count * sizeof(*v), c);
+	if (uids != NULL)
+		c = sum64(uids, h->count * sizeof(*uids), c);
+	return c;
+}
 
 static bool
 rec_plausible(const struct rec *r, uint64_t limit)
@@ -671,19 +952,35 @@ rec_plausible(const struct rec *r, uint64_t limit)
 	return r->size >= r->raw_size && r->size <= 2 * r->raw_size + 2;
 }
 
+static bool
+epoch_valid(const char *e)
+{
+	size_t i;
+
+	for (i = 0; i < 16; i++)
+		if (!((e[i] >= '0' && e[i] <= '9') ||
+		      (e[i] >= 'a' && e[i] <= 'f')))
+			return false;
+	return true;
+}
+
 /* Load the index for the mbox stat'ed as st.  Returns the number of bytes
  * it covers (records in *r), or 0 with nothing when unusable. *exact_r:
- * the mbox has not changed at all. */
+ * the mbox has not changed at all.  When the index holds UIDL numbers
+ * for an unchanged mbox, they go to *u (u->uids, to be freed); otherwise
+ * u->uids is NULL. */
 static uint64_t
 index_load(const char *path, const struct stat *st, struct recs *r,
-	   bool *exact_r)
+	   bool *exact_r, struct index_uids *u)
 {
 	struct index_head h;
 	struct stat ist;
+	uint64_t *uids = NULL, want;
 	size_t i;
 	int fd;
 
 	*exact_r = false;
+	memset(u, 0, sizeof(*u));
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return 0;
@@ -691,20 +988,32 @@ index_load(const char *path, const struct stat *st, struct recs *r,
 	    (uint64_t)ist.st_size < sizeof(h) ||
 	    pread_all(fd, &h, sizeof(h), 0) < 0 ||
 	    memcmp(h.magic, INDEX_MAGIC, 8) != 0 ||
-	    h.count > MAILDROP_MAX_MESSAGES ||
-	    (uint64_t)ist.st_size != sizeof(h) + h.count * sizeof(struct rec) ||
+	    h.rec_size != sizeof(struct rec) ||
+	    (h.flags & ~INDEX_HAS_UIDS) != 0 ||
+	    h.count > MAILDROP_MAX_MESSAGES)
+		goto unusable;
+	want = sizeof(h) + h.count * sizeof(struct rec);
+	if ((h.flags & INDEX_HAS_UIDS) != 0)
+		want += h.count * sizeof(uint64_t);
+	if ((uint64_t)ist.st_size != want ||
 	    h.dev != (uint64_t)st->st_dev || h.ino != (uint64_t)st->st_ino ||
 	    h.size > (uint64_t)st->st_size || (h.count == 0) != (h.size == 0))
 		goto unusable;
-	r->v = calloc(h.count == 0 ? 1 : h.count, sizeof(struct rec));
+	r->v = malloc((h.count == 0 ? 1 : h.count) * sizeof(struct rec));
 	if (r->v == NULL)
 		goto unusable;
 	r->alloc = h.count == 0 ? 1 : h.count;
 	if (h.count > 0 && pread_all(fd, r->v, h.count * sizeof(struct rec),
 				     sizeof(h)) < 0)
 		goto unusable;
-	if (fnv1a64(r->v, h.count * sizeof(struct rec), FNV_INIT) !=
-	    h.checksum)
+	if ((h.flags & INDEX_HAS_UIDS) != 0) {
+		uids = malloc((h.count == 0 ? 1 : h.count) * sizeof(*uids));
+		if (uids == NULL || (h.count > 0 &&
+		    pread_all(fd, uids, h.count * sizeof(*uids), sizeof(h) +
+			      h.count * sizeof(struct rec)) < 0))
+			goto unusable;
+	}
+	if (index_checksum(&h, r->v, uids) != h.checksum)
 		goto unusable;
 	for (i = 0; i < h.count; i++) {
 		uint64_t limit = i + 1 < h.count ? r->v[i + 1].from_off : h.size;
@@ -720,22 +1029,43 @@ index_load(const char *path, const struct stat *st, struct recs *r,
 	*exact_r = h.size == (uint64_t)st->st_size &&
 		h.mtime_sec == (int64_t)st->st_mtim.tv_sec &&
 		h.mtime_nsec == (int64_t)st->st_mtim.tv_nsec;
+	/* The numbers are worth something only for this very mbox, and
+	 * only when sane: strictly increasing, below the next one. */
+	if (uids != NULL && *exact_r && epoch_valid(h.epoch) &&
+	    h.next_uid >= 1 && h.next_uid <= UINT64_MAX / 2) {
+		for (i = 0; i < h.count; i++)
+			if (uids[i] < 1 || uids[i] >= h.next_uid ||
+			    (i > 0 && uids[i] <= uids[i - 1]))
+				break;
+		if (i == h.count) {
+			u->uids = uids;
+			uids = NULL;
+			memcpy(u->epoch, h.epoch, 16);
+			u->epoch[16] = '\0';
+			u->next = h.next_uid;
+			u->stamp = h.ustamp;
+		}
+	}
+	free(uids);
 	return h.size;
 unusable:
 	close(fd);
+	free(uids);
 	free(r->v);
 	memset(r, 0, sizeof(*r));
 	return 0;
 }
 
 /* Best effort: a missing index only costs a scan.  No fsync: a torn file
- * fails its size or checksum check. */
+ * fails its size or checksum check.  With u non-NULL, the UIDL numbers of
+ * the count messages are kept too, with the state they agree with. */
 static void
 index_write(const char *path, const struct stat *st, uint64_t covered,
-	    const struct rec *v, size_t count)
+	    const struct rec *v, size_t count, const struct index_uids *u)
 {
 	char tmp[PATH_MAX + 32], l[PATH_MAX + 16];
 	struct index_head h;
+	uint64_t off;
 	int fd, n;
 
 	n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
@@ -743,20 +1073,31 @@ index_write(const char *path, const struct stat *st, uint64_t covered,
 		return;
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, INDEX_MAGIC, 8);
+	h.rec_size = sizeof(struct rec);
 	h.dev = (uint64_t)st->st_dev;
 	h.ino = (uint64_t)st->st_ino;
 	h.size = covered;
 	h.mtime_sec = (int64_t)st->st_mtim.tv_sec;
 	h.mtime_nsec = (int64_t)st->st_mtim.tv_nsec;
 	h.count = count;
-	h.checksum = fnv1a64(v, count * sizeof(*v), FNV_INIT);
+	if (u != NULL && u->uids != NULL) {
+		h.flags |= INDEX_HAS_UIDS;
+		h.ustamp = u->stamp;
+		h.next_uid = u->next;
+		memcpy(h.epoch, u->epoch, 16);
+	}
+	h.checksum = index_checksum(&h, v, (h.flags & INDEX_HAS_UIDS) != 0 ?
+				    u->uids : NULL);
 	(void)unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		  0600);
 	if (fd < 0)
 		goto fail;
+	off = sizeof(h) + count * sizeof(*v);
 	if (pwrite_all(fd, &h, sizeof(h), 0) < 0 ||
 	    (count > 0 && pwrite_all(fd, v, count * sizeof(*v), sizeof(h)) < 0)
+	    || ((h.flags & INDEX_HAS_UIDS) != 0 && count > 0 &&
+		pwrite_all(fd, u->uids, count * sizeof(uint64_t), off) < 0)
 	    || close(fd) < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -786,6 +1127,7 @@ struct ustate {
 	uint64_t next;
 	struct uent *v;
 	size_t count;
+	struct fstamp stamp;            /* of the file loaded */
 };
 
 static void
@@ -821,6 +1163,7 @@ ustate_load(const char *path, struct ustate *u)
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_size > UIDL_FILE_MAX || st.st_size < 1)
 		goto cleanup;
+	fstamp_of(&st, &u->stamp);
 	len = (size_t)st.st_size;
 	buf = malloc(len + 1);
 	if (buf == NULL || pread_all(fd, buf, len, 0) < 0)
@@ -1001,19 +1344,80 @@ uent_find(struct ustate *u, const unsigned char *id, size_t from)
 	return NULL;
 }
 
+/* "EPOCH.N" into out (POP3_UIDL_MAX + 1 bytes). */
+static void
+format_uidl(char *out, const char *epoch, uint64_t n)
+{
+	char digits[24];
+	size_t k = sizeof(digits);
+
+	do {
+		digits[--k] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n > 0);
+	memcpy(out, epoch, 16);
+	out[16] = '.';
+	memcpy(out + 17, digits + k, sizeof(digits) - k);
+	out[17 + sizeof(digits) - k] = '\0';
+}
+
+static bool
+fstamp_eq(const struct fstamp *a, const struct fstamp *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+		a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec &&
+		a->ctime_sec == b->ctime_sec && a->ctime_nsec == b->ctime_nsec;
+}
+
+/* Note the state file as it is now as the one that holds mb->uids. */
+static void
+ustamp_take(struct mbox *mb)
+{
+	struct stat st;
+
+	mb->ustamp_ok = stat(mb->uidlpath, &st) == 0 && S_ISREG(st.st_mode);
+	if (mb->ustamp_ok)
+		fstamp_of(&st, &mb->ustamp);
+}
+
 /* Give every message its number: messages found in the state keep theirs
  * (matched in order, so that equal messages keep theirs too), the others
- * get new ones.  Writes the state when anything changed. */
+ * get new ones.  Writes the state when anything changed.  cache (may be
+ * NULL): the numbers kept in the index for exactly these messages, used
+ * as they are when the state file is still the one they came from
+ * (*cached_r). */
 static int
-assign_uids(struct maildrop *md, struct mbox *mb, enum maildrop_error *err_r,
-	    const char **error_r)
+assign_uids(struct maildrop *md, struct mbox *mb, struct index_uids *cache,
+	    bool *cached_r, enum maildrop_error *err_r, const char **error_r)
 {
 	char l[PATH_MAX + 16];
 	struct ustate u;
+	struct stat ust;
 	size_t i, from = 0, matched = 0;
-	bool changed = false, in_order = true;
+	bool changed = false, in_order = true, sorted = false;
 	int r;
 
+	*cached_r = false;
+	mb->ustamp_ok = false;
+	if (cache != NULL && cache->uids != NULL && md->count > 0 &&
+	    stat(mb->uidlpath, &ust) == 0 && S_ISREG(ust.st_mode)) {
+		struct fstamp now;
+
+		fstamp_of(&ust, &now);
+		if (fstamp_eq(&now, &cache->stamp)) {
+			mb->uids = cache->uids;
+			cache->uids = NULL;
+			memcpy(mb->epoch, cache->epoch, sizeof(mb->epoch));
+			mb->next_uid = cache->next;
+			for (i = 0; i < md->count; i++)
+				format_uidl(md->msgs[i].uidl, mb->epoch,
+					    mb->uids[i]);
+			mb->ustamp = now;
+			mb->ustamp_ok = true;
+			*cached_r = true;
+			return 0;
+		}
+	}
 	r = ustate_load(mb->uidlpath, &u);
 	if (r < 0) {
 		char bad[PATH_MAX + 8];
@@ -1043,10 +1447,24 @@ assign_uids(struct maildrop *md, struct mbox *mb, enum maildrop_error *err_r,
 		*error_r = "out of memory assigning UIDLs";
 		return -1;
 	}
-	qsort(u.v, u.count, sizeof(*u.v), uent_cmp);
 	for (i = 0; i < md->count; i++) {
-		struct uent *e = uent_find(&u, mb->recs[i].id, from);
+		const unsigned char *id = mb->recs[i].id;
+		struct uent *e;
 
+		/* u.v is in file order (v[k].order == k) until sorted: while
+		 * the next entry is this message, it is the one uent_find
+		 * would pick, and nothing needs sorting. */
+		if (sorted)
+			e = uent_find(&u, id, from);
+		else if (from >= u.count)
+			e = NULL;
+		else if (memcmp(u.v[from].id, id, ID_LEN) == 0)
+			e = &u.v[from];
+		else {
+			qsort(u.v, u.count, sizeof(*u.v), uent_cmp);
+			sorted = true;
+			e = uent_find(&u, id, from);
+		}
 		if (e != NULL) {
 			if (e->order != from)
 				in_order = false;
@@ -1057,8 +1475,7 @@ assign_uids(struct maildrop *md, struct mbox *mb, enum maildrop_error *err_r,
 			mb->uids[i] = u.next++;
 			changed = true;
 		}
-		snprintf(md->msgs[i].uidl, sizeof(md->msgs[i].uidl),
-			 "%s.%" PRIu64, mb->epoch, mb->uids[i]);
+		format_uidl(md->msgs[i].uidl, mb->epoch, mb->uids[i]);
 	}
 	if (matched != u.count || !in_order)
 		changed = true;
@@ -1074,6 +1491,12 @@ assign_uids(struct maildrop *md, struct mbox *mb, enum maildrop_error *err_r,
 				    lp(l, sizeof(l), mb->uidlpath),
 				    strerror(errno));
 		return -1;
+	}
+	if (changed) {
+		ustamp_take(mb);
+	} else if (r == 1) {
+		mb->ustamp = u.stamp;
+		mb->ustamp_ok = true;
 	}
 	return 0;
 }
@@ -1418,17 +1841,37 @@ mbox_free(struct mbox *mb)
 	free(mb);
 }
 
+/* An index that matches the mbox's stamp is trusted, but not blindly: a
+ * few of its "From " lines, the first and last among them, must stand
+ * where it says.  1 yes, 0 no, -1 read error. */
+static int
+spot_check(int fd, const struct recs *r)
+{
+	size_t i, step = r->count / 16 + 1;
+	int ok;
+
+	for (i = 0; i < r->count; i += step)
+		if ((ok = from_line_ok(fd, &r->v[i])) != 1)
+			return ok;
+	return r->count == 0 ? 1 : from_line_ok(fd, &r->v[r->count - 1]);
+}
+
 /* Read the messages of [0, st->st_size): from the index when it is
- * current, else by scanning (all, or only what was appended). */
+ * current, else by scanning (all, or only what was appended).  *dirty_r:
+ * the index should be written again.  cache gets the index's UIDL
+ * numbers when it has them for exactly these messages. */
 static int
 load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
-	  struct recs *r, enum maildrop_error *err_r, const char **error_r)
+	  struct recs *r, struct index_uids *cache, bool *dirty_r,
+	  enum maildrop_error *err_r, const char **error_r)
 {
 	uint64_t size = (uint64_t)st->st_size, covered = 0;
 	bool exact = false, use_index = (md->flags & MAILDROP_NO_CACHE) == 0;
 	char head[5];
 
 	memset(r, 0, sizeof(*r));
+	memset(cache, 0, sizeof(*cache));
+	*dirty_r = false;
 	if (size == 0)
 		return 0;
 	if (size < 5 || pread_all(mb->fd, head, 5, 0) < 0 ||
@@ -1439,14 +1882,17 @@ load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
 		return -1;
 	}
 	if (use_index)
-		covered = index_load(mb->indexpath, st, r, &exact);
+		covered = index_load(mb->indexpath, st, r, &exact, cache);
+	if (covered > 0 && exact && spot_check(mb->fd, r) != 1) {
+		free(r->v);
+		memset(r, 0, sizeof(*r));
+		free(cache->uids);
+		cache->uids = NULL;
+		covered = 0;
+		exact = false;
+	}
 	if (covered > 0 && !exact) {
-		size_t i;
-
-		for (i = 0; i < r->count; i++)
-			if (from_line_ok(mb->fd, &r->v[i]) != 1)
-				break;
-		if (i < r->count) {
+		if (from_lines_ok(mb->fd, r->v, r->count) != 1) {
 			free(r->v);
 			memset(r, 0, sizeof(*r));
 			covered = 0;
@@ -1461,8 +1907,7 @@ load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
 			r->count = 0;
 		if (scan(mb->fd, covered, size, r, err_r, error_r) < 0)
 			return -1;
-		if (use_index)
-			index_write(mb->indexpath, st, size, r->v, r->count);
+		*dirty_r = use_index;
 	}
 	return 0;
 }
@@ -1474,8 +1919,10 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 	char l[PATH_MAX + 16];
 	struct mbox *mb;
 	struct recs r = { NULL, 0, 0 };
+	struct index_uids cache;
 	struct stat st;
 	size_t i;
+	bool dirty = false, cached = false;
 
 	*err_r = MAILDROP_OK;
 	*error_r = NULL;
@@ -1487,6 +1934,7 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 		return -1;
 	}
 	mb->fd = -1;
+	memset(&cache, 0, sizeof(cache));
 	if (state_path(md->path, "uidl", mb->uidlpath,
 		       sizeof(mb->uidlpath)) < 0 ||
 	    state_path(md->path, "index", mb->indexpath,
@@ -1507,7 +1955,8 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 	if (mb->fd < 0) {
 		if (errno == ENOENT && access(mb->journalpath, F_OK) < 0) {
 			/* No mbox yet: an empty maildrop. */
-			if (assign_uids(md, mb, err_r, error_r) < 0)
+			if (assign_uids(md, mb, NULL, &cached, err_r,
+					error_r) < 0)
 				goto fail;
 			md->priv = mb;
 			return 0;
@@ -1546,7 +1995,7 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 		*error_r = mbox_err("cannot stat the mbox: %s", strerror(errno));
 		goto fail_unlock;
 	}
-	if (load_recs(md, mb, &st, &r, err_r, error_r) < 0)
+	if (load_recs(md, mb, &st, &r, &cache, &dirty, err_r, error_r) < 0)
 		goto fail_unlock;
 	delivery_unlock(mb);
 	mb->dev = st.st_dev;
@@ -1570,14 +2019,35 @@ mbox_open(struct maildrop *md, enum maildrop_error *err_r,
 	}
 	md->count = r.count;
 	md->priv = mb;
-	if (assign_uids(md, mb, err_r, error_r) < 0) {
+	if (assign_uids(md, mb, cache.uids != NULL && cache.next > 0 ?
+			&cache : NULL, &cached, err_r, error_r) < 0) {
 		md->priv = NULL;
 		goto fail;
+	}
+	free(cache.uids);
+	/* Keep the scan, and the numbers with the state they agree with,
+	 * for the next login.  Written after the delivery lock is gone:
+	 * the stamp is the one taken under it, so mail appended since makes
+	 * the index merely partial. */
+	if ((md->flags & MAILDROP_NO_CACHE) == 0 && r.count > 0 &&
+	    (dirty || (!cached && mb->ustamp_ok))) {
+		struct index_uids iu;
+
+		memset(&iu, 0, sizeof(iu));
+		if (mb->ustamp_ok) {
+			iu.uids = mb->uids;
+			memcpy(iu.epoch, mb->epoch, sizeof(iu.epoch));
+			iu.next = mb->next_uid;
+			iu.stamp = mb->ustamp;
+		}
+		index_write(mb->indexpath, &st, (uint64_t)st.st_size, mb->recs,
+			    r.count, &iu);
 	}
 	return 0;
 fail_unlock:
 	delivery_unlock(mb);
 fail:
+	free(cache.uids);
 	free(r.v);
 	mbox_free(mb);
 	if (*err_r == MAILDROP_ERR_PERM)
@@ -1627,7 +2097,6 @@ only_appended(struct maildrop *md, struct mbox *mb, const struct stat *st,
 {
 	struct stat pst;
 	char head[5];
-	size_t i;
 	int r;
 
 	if (stat(md->path, &pst) < 0 || pst.st_dev != mb->dev ||
@@ -1639,12 +2108,10 @@ only_appended(struct maildrop *md, struct mbox *mb, const struct stat *st,
 		*why_r = "the mbox shrank";
 		return 0;
 	}
-	for (i = 0; i < md->count; i++) {
-		r = from_line_ok(mb->fd, &mb->recs[i]);
-		if (r != 1) {
-			*why_r = "messages moved inside the mbox";
-			return r;
-		}
+	r = from_lines_ok(mb->fd, mb->recs, md->count);
+	if (r != 1) {
+		*why_r = "messages moved inside the mbox";
+		return r;
 	}
 	if ((uint64_t)st->st_size > mb->snap &&
 	    (pread_all(mb->fd, head, 5, mb->snap) < 0 ||
@@ -1772,19 +2239,34 @@ mbox_commit(struct maildrop *md, unsigned int *deleted_r,
 			mb->uids[n] = mb->uids[i];
 			n++;
 		}
-		if ((md->flags & MAILDROP_NO_CACHE) == 0) {
-			if (n > 0 && fstat(mb->fd, &st) == 0)
-				index_write(mb->indexpath, &st, kept_end,
-					    mb->recs, n);
-			else
-				(void)unlink(mb->indexpath);
-		}
+		bool have_st = n > 0 && fstat(mb->fd, &st) == 0;
+
+		if ((md->flags & MAILDROP_NO_CACHE) == 0 && !have_st)
+			(void)unlink(mb->indexpath);
 		delivery_unlock(mb);
+		mb->ustamp_ok = false;
 		if (ustate_write(mb->uidlpath, mb->epoch, mb->next_uid,
 				 mb->uids, mb->recs, n, NULL) < 0)
 			log_msg(LOG_WARNING, "mbox: cannot write the UIDL "
 				"state %s: %s", lp(l, sizeof(l), mb->uidlpath),
 				strerror(errno));
+		else
+			ustamp_take(mb);
+		/* The stamp is the one taken under the lock: mail appended
+		 * since makes the index merely partial. */
+		if ((md->flags & MAILDROP_NO_CACHE) == 0 && have_st) {
+			struct index_uids iu;
+
+			memset(&iu, 0, sizeof(iu));
+			if (mb->ustamp_ok) {
+				iu.uids = mb->uids;
+				memcpy(iu.epoch, mb->epoch, sizeof(iu.epoch));
+				iu.next = mb->next_uid;
+				iu.stamp = mb->ustamp;
+			}
+			index_write(mb->indexpath, &st, kept_end, mb->recs, n,
+				    &iu);
+		}
 	}
 	/* The session ends after QUIT: nothing may use the old offsets. */
 	close(mb->fd);

@@ -1,7 +1,8 @@
 /* check_mbox.c: unit tests for the mbox driver: the parser's edges,
  * sizes against the bytes RETR sends, UIDL persistence, mail appended
  * during a session, outside rewrites, the index, and the crash safety of
- * the update (stopped at every write step). */
+ * the update (stopped at every write step); the scanner against a plain
+ * line-by-line reference on random mboxes. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -9,12 +10,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include "crlf.h"
 #include "log.h"
 #include "maildrop.h"
@@ -592,6 +596,472 @@ START_TEST(test_index)
 }
 END_TEST
 
+/* ---- the scanner against a plain reference ------------------------------ */
+
+/* A message as the format defines it, found line by line. */
+struct refmsg {
+	size_t from_off, content_off, end;
+};
+
+/* Parse buf the simple way: a "From " line at the start or after an
+ * empty line ("\n" or "\r\n") starts a message; an empty line before the
+ * next one, and one at the very end, belongs to no message. */
+static size_t
+ref_parse(const char *buf, size_t len, struct refmsg *m, size_t max)
+{
+	size_t pos = 0, n = 0, blank_start = 0;
+	bool prev_blank = false;
+
+	while (pos < len) {
+		const char *nl = memchr(buf + pos, '\n', len - pos);
+		size_t ll = nl != NULL ? (size_t)(nl - (buf + pos)) + 1 :
+			len - pos;
+
+		if (ll >= 5 && memcmp(buf + pos, "From ", 5) == 0 &&
+		    (pos == 0 || prev_blank)) {
+			if (n > 0)
+				m[n - 1].end = blank_start;
+			ck_assert_uint_lt(n, max);
+			m[n].from_off = pos;
+			m[n].content_off = pos + ll;
+			m[n].end = len;
+			n++;
+			prev_blank = false;
+		} else {
+			prev_blank = nl != NULL && (ll == 1 || (ll == 2 &&
+						    buf[pos] == '\r'));
+			if (prev_blank)
+				blank_start = pos;
+		}
+		pos += ll;
+	}
+	if (n > 0 && prev_blank)
+		m[n - 1].end = blank_start;
+	return n;
+}
+
+/* The message digests in the UIDL state, in mbox order (a fresh state). */
+static size_t
+state_ids(unsigned char ids[][16], size_t max)
+{
+	size_t len, n = 0, skip = 3;
+	char *s = read_file(uidlpath, &len), *p = s, *nl;
+
+	while ((nl = strchr(p, '\n')) != NULL) {
+		char *sp = strchr(p, ' ');
+
+		if (skip > 0) {
+			skip--;
+		} else if (strncmp(p, "checksum ", 9) != 0) {
+			size_t k;
+
+			ck_assert_ptr_nonnull(sp);
+			ck_assert_uint_lt(n, max);
+			for (k = 0; k < 16; k++) {
+				unsigned int v;
+
+				ck_assert_int_eq(sscanf(sp + 1 + 2 * k, "%2x",
+							&v), 1);
+				ids[n][k] = (unsigned char)v;
+			}
+			n++;
+		}
+		p = nl + 1;
+	}
+	free(s);
+	return n;
+}
+
+/* SHA-256 of the "From " line (1 KiB at most), the raw size (8 bytes,
+ * little-endian) and the first 4 KiB of the content: the UIDL digest,
+ * which must never change (the state files keep it). */
+static void
+ref_id(const char *buf, const struct refmsg *m, unsigned char id[16])
+{
+	unsigned char md[EVP_MAX_MD_SIZE], sz[8];
+	unsigned int mdlen = 0;
+	size_t flen = m->content_off - m->from_off, raw, clen;
+	size_t cstart = m->content_off;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int i;
+
+	if (cstart > m->end) {
+		/* "From " line without a line end */
+		cstart = m->end;
+	}
+	raw = m->end - cstart;
+	clen = raw < 4096 ? raw : 4096;
+	if (flen > 1024)
+		flen = 1024;
+	for (i = 0; i < 8; i++)
+		sz[i] = (unsigned char)((uint64_t)raw >> (8 * i));
+	ck_assert_ptr_nonnull(ctx);
+	ck_assert(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+		  EVP_DigestUpdate(ctx, buf + m->from_off, flen) == 1 &&
+		  EVP_DigestUpdate(ctx, sz, 8) == 1 &&
+		  EVP_DigestUpdate(ctx, buf + cstart, clen) == 1 &&
+		  EVP_DigestFinal_ex(ctx, md, &mdlen) == 1);
+	EVP_MD_CTX_free(ctx);
+	memcpy(id, md, 16);
+}
+
+/* Open the mbox (flags), and compare every message with the reference:
+ * offset, stored size, RFC 1939 size, digest. */
+static void
+check_against_ref(const char *buf, size_t len, unsigned int flags)
+{
+	static struct refmsg m[4096];
+	static unsigned char ids[4096][16];
+	enum maildrop_error err;
+	const char *error = NULL;
+	struct maildrop *md;
+	size_t n = ref_parse(buf, len, m, 4096), i, nid;
+
+	unlink(uidlpath);
+	md = maildrop_open(&maildrop_mbox, mboxpath, flags, &err, &error);
+	ck_assert_msg(md != NULL, "open failed: %s", error ? error : "?");
+	ck_assert_uint_eq(md->count, n);
+	for (i = 0; i < n; i++) {
+		size_t c = m[i].content_off > m[i].end ? m[i].end :
+			m[i].content_off;
+		struct crlf_count cc;
+
+		ck_assert_msg((size_t)md->msgs[i].offset == c,
+			      "message %zu: offset %lld, want %zu", i,
+			      (long long)md->msgs[i].offset, c);
+		ck_assert_uint_eq(md->msgs[i].raw_size, m[i].end - c);
+		crlf_count_init(&cc);
+		crlf_count_feed(&cc, buf + c, m[i].end - c);
+		ck_assert_msg(md->msgs[i].size == crlf_count_finish(&cc),
+			      "message %zu: size %llu, want %llu", i,
+			      (unsigned long long)md->msgs[i].size,
+			      (unsigned long long)crlf_count_finish(&cc));
+	}
+	maildrop_close(&md);
+	if (n == 0)
+		return;
+	nid = state_ids(ids, 4096);
+	ck_assert_uint_eq(nid, n);
+	for (i = 0; i < n; i++) {
+		unsigned char id[16];
+
+		ref_id(buf, &m[i], id);
+		ck_assert_msg(memcmp(id, ids[i], 16) == 0,
+			      "message %zu: digest differs", i);
+	}
+}
+
+static uint64_t rnd_state;
+
+static unsigned int
+rnd(unsigned int n)
+{
+	rnd_state = rnd_state * 6364136223846793005ULL +
+		1442695040888963407ULL;
+	return (unsigned int)((rnd_state >> 33) % n);
+}
+
+/* Random mbox text: lines with LF or CRLF, lone CRs, NULs, empty lines
+ * of both kinds, "From " lines that do not start a message, ">From "
+ * lines, long lines, empty messages. */
+static size_t
+random_mbox(char *buf, size_t max)
+{
+	static const char *pieces[] = {
+		"\n", "\r\n", "\r", "From ", ">From x\n", "From y\n",
+		"Subject: s\n", ".\n", "..x\r\n", "a", "bc", " ", "\0",
+		"\n\n", "\r\n\r\n", "\n\r\n", "\nFrom z\n",
+	};
+	size_t len = 0;
+
+	while (len + 300 < max) {
+		unsigned int k = rnd(20);
+
+		if (len == 0 || k == 0) {
+			/* A new message, after an empty line. */
+			const char *sep = len == 0 ? "" : rnd(2) ? "\n" :
+				"\r\n";
+			int n;
+
+			if (len > 0 && buf[len - 1] != '\n')
+				buf[len++] = '\n';
+			n = snprintf(buf + len, max - len,
+				     "%sFrom s%u@example.org Mon Jan  1 "
+				     "00:00:%02u 2024%s", sep, rnd(1000),
+				     rnd(60), rnd(8) == 0 ? "\r\n" : "\n");
+			len += (size_t)n;
+		} else if (k == 1) {
+			unsigned int n = rnd(200);
+
+			memset(buf + len, 'x', n);
+			len += n;
+		} else {
+			const char *p = pieces[rnd(sizeof(pieces) /
+						   sizeof(pieces[0]))];
+			size_t pl = p[0] == '\0' ? 1 : strlen(p);
+
+			memcpy(buf + len, p, pl);
+			len += pl;
+		}
+	}
+	return len;
+}
+
+START_TEST(test_scan_random)
+{
+	size_t max = 64 * 1024, len, i;
+	char *buf = malloc(max);
+
+	ck_assert_ptr_nonnull(buf);
+	for (i = 0; i < 300; i++) {
+		rnd_state = i + 1;
+		len = random_mbox(buf, (i % 10 + 1) * max / 10);
+		write_file(mboxpath, buf, len);
+		check_against_ref(buf, len, MAILDROP_NO_CACHE);
+		/* With the index: appended mail is scanned from the last
+		 * message on. */
+		unlink(indexpath);
+		check_against_ref(buf, len, 0);
+		if (i % 3 == 0) {
+			size_t more = random_mbox(buf + len, max - len - 64);
+
+			/* random_mbox starts with "From " and no empty line
+			 * before it: make it a new message. */
+			memmove(buf + len + 1, buf + len, more);
+			buf[len] = '\n';
+			append_file(mboxpath, buf + len, more + 1);
+			check_against_ref(buf, len + more + 1, 0);
+		}
+	}
+	free(buf);
+}
+END_TEST
+
+/* Message borders where the file is read in pieces: "\n\nFrom " and
+ * "\n\r\nFrom " at every position across 1 MiB and 2 MiB, and files that
+ * end there, with and without a final line end. */
+START_TEST(test_scan_chunk_borders)
+{
+	size_t max = 2 * 1024 * 1024 + 4096, len, k, v;
+	char *buf = malloc(max);
+	static const char *seps[] = { "\n\nFrom b\nx\n", "\n\r\nFrom b\nx\n",
+				      "\nFrom b\nx\n", "\n\n", "\r\n\r\n",
+				      "\n", "x" };
+
+	ck_assert_ptr_nonnull(buf);
+	for (v = 0; v < sizeof(seps) / sizeof(seps[0]); v++) {
+		for (k = 0; k < 12; k++) {
+			size_t border = (k < 6 ? 1 : 2) * 1024 * 1024,
+				at = border - 6 + k % 6 * 2 + (v % 2), i;
+
+			memcpy(buf, "From a\n", 7);
+			for (i = 7; i < at; i++)
+				buf[i] = (i % 61 == 60) ? '\n' : (i % 97 == 3)
+					? '\r' : 'y';
+			buf[at - 1] = 'z';
+			len = at;
+			memcpy(buf + len, seps[v], strlen(seps[v]));
+			len += strlen(seps[v]);
+			write_file(mboxpath, buf, len);
+			check_against_ref(buf, len, MAILDROP_NO_CACHE);
+		}
+	}
+	free(buf);
+}
+END_TEST
+
+/* ---- the index ---------------------------------------------------------- */
+
+/* Damage at any byte of the index: the mbox is read again, with the same
+ * result, and the UIDLs stay. */
+START_TEST(test_index_damage)
+{
+	char a[16][POP3_UIDL_MAX + 1];
+	uint64_t sizes[16];
+	struct maildrop *md;
+	size_t i, n, len, off;
+	char *good;
+
+	make_mbox(12, 3);
+	md = open_ok();
+	n = uidls(md, a, 16);
+	for (i = 0; i < n; i++)
+		sizes[i] = md->msgs[i].size;
+	maildrop_close(&md);
+	good = read_file(indexpath, &len);
+	ck_assert_uint_gt(len, 64);
+	for (off = 0; off < len; off += off < 200 ? 1 : 37) {
+		char *s = malloc(len);
+
+		ck_assert_ptr_nonnull(s);
+		memcpy(s, good, len);
+		s[off] ^= (char)(1 + off % 255);
+		write_file(indexpath, s, len);
+		free(s);
+		md = open_ok();
+		ck_assert_uint_eq(md->count, n);
+		for (i = 0; i < n; i++) {
+			ck_assert_uint_eq(md->msgs[i].size, sizes[i]);
+			ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+		}
+		maildrop_close(&md);
+	}
+	/* Cut short, or empty. */
+	write_file(indexpath, good, len / 2);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, n);
+	ck_assert_str_eq(md->msgs[n - 1].uidl, a[n - 1]);
+	maildrop_close(&md);
+	write_file(indexpath, "", 0);
+	md = open_ok();
+	ck_assert_uint_eq(md->msgs[0].size, sizes[0]);
+	maildrop_close(&md);
+	free(good);
+}
+END_TEST
+
+/* An mbox rewritten by another program that kept its size and put its
+ * modification time back still gets read again: the index's "From "
+ * lines no longer stand where it says. */
+START_TEST(test_index_same_stamp)
+{
+	static const char before[] = "From a@x Mon Jan  1 00:00:00 2024\n"
+		"one\n\nFrom b@x Mon Jan  1 00:00:00 2024\ntwo\n";
+	static const char after[] = "From c@x Mon Jan  1 00:00:00 2024\n"
+		"one\n\nFrom d@x Mon Jan  1 00:00:00 2024\ntwo\n";
+	char a[2][POP3_UIDL_MAX + 1];
+	struct timespec ts[2];
+	struct maildrop *md;
+	struct stat st;
+	int fd;
+
+	WRITE_MBOX(before);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, a, 2), 2);
+	maildrop_close(&md);
+	ck_assert_int_eq(stat(mboxpath, &st), 0);
+	fd = open(mboxpath, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, after, sizeof(after) - 1, 0),
+			 (ssize_t)sizeof(after) - 1);
+	close(fd);
+	ts[0] = st.st_atim;
+	ts[1] = st.st_mtim;
+	ck_assert_int_eq(utimensat(AT_FDCWD, mboxpath, ts, 0), 0);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 2);
+	ck_assert_str_ne(md->msgs[0].uidl, a[0]);
+	ck_assert_str_ne(md->msgs[1].uidl, a[1]);
+	maildrop_close(&md);
+}
+END_TEST
+
+/* The index keeps the UIDL numbers, but they are used only while the
+ * UIDL state is the very file they were taken from. */
+START_TEST(test_index_uidl_numbers)
+{
+	char a[8][POP3_UIDL_MAX + 1], b[8][POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+	size_t n, i, len;
+	char *state;
+
+	make_mbox(6, 2);
+	md = open_ok();
+	n = uidls(md, a, 8);
+	maildrop_close(&md);
+	/* Unchanged: the same numbers (from the index). */
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, b, 8), n);
+	for (i = 0; i < n; i++)
+		ck_assert_str_eq(b[i], a[i]);
+	maildrop_close(&md);
+	/* The state is lost: new UIDLs, not the index's. */
+	state = read_file(uidlpath, &len);
+	unlink(uidlpath);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, b, 8), n);
+	for (i = 0; i < n; i++)
+		ck_assert_str_ne(b[i], a[i]);
+	maildrop_close(&md);
+	/* The old state comes back: its UIDLs, not the index's. */
+	write_file(uidlpath, state, len);
+	md = open_ok();
+	for (i = 0; i < n; i++)
+		ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+	maildrop_close(&md);
+	md = open_ok();
+	for (i = 0; i < n; i++)
+		ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+	/* After a deletion, the index and the state agree again. */
+	md->msgs[1].deleted = true;
+	ck_assert_uint_eq(commit_ok(md), 1);
+	maildrop_close(&md);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, n - 1);
+	ck_assert_str_eq(md->msgs[0].uidl, a[0]);
+	for (i = 1; i < n - 1; i++)
+		ck_assert_str_eq(md->msgs[i].uidl, a[i + 1]);
+	maildrop_close(&md);
+	free(state);
+}
+END_TEST
+
+/* A "From " line changed in place far into a large mbox (well into
+ * the second read of the check): after mail was appended, the index is not reused
+ * for it, and a deletion at QUIT is refused. */
+START_TEST(test_index_large_change)
+{
+	enum maildrop_error err;
+	const char *error = NULL;
+	unsigned int deleted = 99;
+	static char a[400][POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+	size_t n, i, len, target;
+	char *s, *p;
+	int fd;
+
+	make_mbox(300, 550);            /* about 2.7 MiB */
+	md = open_ok();
+	n = uidls(md, a, 400);
+	ck_assert_uint_eq(n, 300);
+	target = 240;
+	ck_assert_uint_gt((uint64_t)md->msgs[target].offset, 1u << 20);
+	maildrop_close(&md);
+	/* "From sender240@..." becomes "From sendEr240@...". */
+	s = read_file(mboxpath, &len);
+	p = strstr(s, "From sender240@");
+	ck_assert_ptr_nonnull(p);
+	fd = open(mboxpath, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "E", 1, (off_t)(p - s) + 9), 1);
+	close(fd);
+	free(s);
+	append_file(mboxpath, "From z\nnew\n", 11);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, n + 1);
+	for (i = 0; i < n; i++) {
+		if (i == target)
+			ck_assert_str_ne(md->msgs[i].uidl, a[i]);
+		else
+			ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+	}
+	/* The same change during a session. */
+	s = read_file(mboxpath, &len);
+	p = strstr(s, "From sendEr240@");
+	ck_assert_ptr_nonnull(p);
+	fd = open(mboxpath, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "e", 1, (off_t)(p - s) + 9), 1);
+	close(fd);
+	free(s);
+	md->msgs[0].deleted = true;
+	ck_assert_int_eq(md->driver->commit(md, &deleted, &err, &error), -1);
+	ck_assert_int_eq(err, MAILDROP_ERR_TEMP);
+	ck_assert_ptr_nonnull(strstr(error, "changed by another program"));
+	maildrop_close(&md);
+}
+END_TEST
+
 /* ---- crash safety ---------------------------------------------------------- */
 
 #define FI_MESSAGES 300
@@ -873,6 +1343,12 @@ mbox_suite(void)
 	tcase_add_test(tc, test_append_during_session);
 	tcase_add_test(tc, test_outside_rewrite);
 	tcase_add_test(tc, test_index);
+	tcase_add_test(tc, test_scan_random);
+	tcase_add_test(tc, test_scan_chunk_borders);
+	tcase_add_test(tc, test_index_damage);
+	tcase_add_test(tc, test_index_same_stamp);
+	tcase_add_test(tc, test_index_uidl_numbers);
+	tcase_add_test(tc, test_index_large_change);
 	suite_add_tcase(s, tc);
 
 	tcase_add_checked_fixture(tf, setup, teardown);
