@@ -15,8 +15,9 @@
  *
  * Every answer is checked: a -ERR, a malformed reply, a RETR whose
  * unstuffed length differs from LIST or from its own "+OK N octets", a
- * message count that differs from STAT, or a connection closed early is
- * an error: it is printed and the exit status is 1.  Output is one line of
+ * message count that differs from STAT, a STAT count or size other than
+ * --expect-count and --expect-size (login and retr), or a connection
+ * closed early is an error: it is printed and the exit status is 1.  Output is one line of
  * "key=value" fields for the driver to parse.
  *
  * Every wait is bounded by --timeout (seconds, for any single step). */
@@ -820,6 +821,11 @@ run_retr(void)
 	    (o.expect_count >= 0 && (long)stat_n != o.expect_count)) {
 		fail("retr: LIST has %zu messages%s, STAT %llu", list_n,
 		     list_bad ? " (malformed)" : "", stat_n);
+		goto out;
+	}
+	if (o.expect_size >= 0 && (long long)stat_size != o.expect_size) {
+		fail("retr: STAT says %llu octets, expected %lld", stat_size,
+		     o.expect_size);
 		goto out;
 	}
 	{
