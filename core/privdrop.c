@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <shadow.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "privdrop.h"
@@ -40,46 +41,75 @@ privdrop_prepare(unsigned int what)
 	explicit_bzero(buf, sizeof(buf));
 }
 
+/* Our supplementary groups, malloc'd (*n_r of them), or NULL.  Sized by
+ * asking first: NGROUPS_MAX is 65536, too big for the stack of a fresh
+ * session process (every page of such a frame is a page fault, and one
+ * more page for the exit to tear down). */
+static gid_t *
+current_groups(int *n_r)
+{
+	int n = getgroups(0, NULL);
+	gid_t *groups;
+
+	if (n < 0)
+		return NULL;
+	groups = malloc(((size_t)n + 1) * sizeof(*groups));
+	if (groups == NULL)
+		return NULL;
+	n = getgroups(n, groups);
+	if (n < 0) {
+		free(groups);
+		return NULL;
+	}
+	*n_r = n;
+	return groups;
+}
+
 /* The user's groups (from the group database when lookup is set, else
  * just gid), plus extra (when set) as one more supplementary group. */
 static int
 set_groups(const char *name, gid_t gid, gid_t extra, int lookup)
 {
-	gid_t groups[NGROUPS_MAX + 1];
-	int n;
+	gid_t *groups;
+	int n, r;
 
 	if (!lookup) {
-		groups[0] = gid;
-		n = 1;
-		if (extra != (gid_t)-1 && extra != gid)
-			groups[n++] = extra;
-		return setgroups((size_t)n, groups);
+		gid_t two[2] = { gid, extra };
+
+		return setgroups(extra != (gid_t)-1 && extra != gid ? 2 : 1,
+				 two);
 	}
 	if (initgroups(name, gid) < 0 && setgroups(1, &gid) < 0)
 		return -1;
 	if (extra == (gid_t)-1)
 		return 0;
-	n = getgroups(NGROUPS_MAX, groups);
-	if (n < 0)
+	groups = current_groups(&n);
+	if (groups == NULL)
 		return -1;
 	for (int i = 0; i < n; i++)
-		if (groups[i] == extra)
+		if (groups[i] == extra) {
+			free(groups);
 			return 0;
+		}
 	groups[n++] = extra;
-	return setgroups((size_t)n, groups);
+	r = setgroups((size_t)n, groups);
+	free(groups);
+	return r;
 }
 
 /* Is g among our supplementary groups? */
 static int
 has_group(gid_t g)
 {
-	gid_t groups[NGROUPS_MAX + 1];
-	int n = getgroups(NGROUPS_MAX, groups);
+	int n, found = 0;
+	gid_t *groups = current_groups(&n);
 
-	for (int i = 0; i < n; i++)
-		if (groups[i] == g)
-			return 1;
-	return 0;
+	if (groups == NULL)
+		return 0;
+	for (int i = 0; i < n && !found; i++)
+		found = groups[i] == g;
+	free(groups);
+	return found;
 }
 
 int
