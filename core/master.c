@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,22 +37,13 @@ struct child {
 	char ip[INET6_ADDRSTRLEN];
 };
 
-static int sig_pipe[2] = { -1, -1 };
-static volatile sig_atomic_t got_term;
-
-static void
-on_signal(int sig)
-{
-	int saved = errno;
-	unsigned char c = (unsigned char)sig;
-
-	if (sig == SIGTERM || sig == SIGINT)
-		got_term = 1;
-	if (write(sig_pipe[1], &c, 1) < 0) {
-		/* the pipe is full: a wake-up is already pending */
-	}
-	errno = saved;
-}
+/* SIGCHLD, SIGTERM and SIGINT stay blocked in the master and are read
+ * from a signalfd in its poll set: no handler runs (a signal frame per
+ * ended session is dear at thousands of sessions a second), and
+ * several children that end together cost one wake-up. */
+static int sig_fd = -1;
+static sigset_t sig_old_mask;
+static int got_term;
 
 static int
 bind_address(const struct listen_address *a, char *err, size_t errlen)
@@ -134,18 +126,14 @@ serve_child(const struct config *cfg, const struct listener_config *l,
 	    int fd, struct bound *b, size_t nb, const char *ip,
 	    const char *port)
 {
-	struct sigaction sa;
 	int one = 1;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigaction(SIGCHLD, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	/* The master's signals are blocked, not handled: the session gets
+	 * them back with their default actions (SIGPIPE stays ignored). */
 	for (size_t i = 0; i < nb; i++)
 		close(b[i].fd);
-	close(sig_pipe[0]);
-	close(sig_pipe[1]);
+	close(sig_fd);
+	sigprocmask(SIG_SETMASK, &sig_old_mask, NULL);
 	/* Replies go out whole through the output buffer: no need for
 	 * Nagle, and without it no delayed-ACK stall between commands. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -243,6 +231,7 @@ master_run(const struct config *cfg, int foreground)
 	struct child *children;
 	size_t nb = 0, nchildren = 0;
 	struct sigaction sa;
+	sigset_t sigs;
 	char err[512];
 
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -271,17 +260,24 @@ master_run(const struct config *cfg, int foreground)
 			strerror(errno));
 		return 1;
 	}
-	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		log_msg(LOG_ERR, "pipe: %s", strerror(errno));
-		return 1;
-	}
+	/* Default actions (whatever we inherited), then blocked: a blocked
+	 * signal is queued for the signalfd even when its default is to be
+	 * ignored. */
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
+	sa.sa_handler = SIG_DFL;
 	sigaction(SIGCHLD, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGCHLD);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &sigs, &sig_old_mask) < 0 ||
+	    (sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+		log_msg(LOG_ERR, "signalfd: %s", strerror(errno));
+		return 1;
+	}
+	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
@@ -294,7 +290,7 @@ master_run(const struct config *cfg, int foreground)
 		pfd[i].fd = b[i].fd;
 		pfd[i].events = POLLIN;
 	}
-	pfd[nb].fd = sig_pipe[0];
+	pfd[nb].fd = sig_fd;
 	pfd[nb].events = POLLIN;
 	log_msg(LOG_INFO, "started pid=%ld listeners=%zu", (long)getpid(),
 		cfg->nlisteners);
@@ -306,13 +302,23 @@ master_run(const struct config *cfg, int foreground)
 			log_msg(LOG_ERR, "poll: %s", strerror(errno));
 			break;
 		}
-		if (pfd[nb].revents & POLLIN) {
-			unsigned char buf[64];
+		if (r > 0 && (pfd[nb].revents & POLLIN)) {
+			struct signalfd_siginfo si[16];
+			ssize_t n;
+			int child_ended = 0;
 
-			while (read(sig_pipe[0], buf, sizeof(buf)) > 0)
-				;
+			while ((n = read(sig_fd, si, sizeof(si))) > 0) {
+				for (size_t k = 0; k < (size_t)n / sizeof(si[0]);
+				     k++) {
+					if (si[k].ssi_signo == SIGCHLD)
+						child_ended = 1;
+					else
+						got_term = 1;
+				}
+			}
+			if (child_ended)
+				reap(children, &nchildren);
 		}
-		reap(children, &nchildren);
 		if (got_term)
 			break;
 		for (size_t i = 0; i < nb && r > 0; i++)
@@ -324,8 +330,9 @@ master_run(const struct config *cfg, int foreground)
 		close(b[i].fd);
 	stop_children(children, &nchildren);
 	log_msg(LOG_INFO, "stopped");
-	close(sig_pipe[0]);
-	close(sig_pipe[1]);
+	close(sig_fd);
+	sig_fd = -1;
+	sigprocmask(SIG_SETMASK, &sig_old_mask, NULL);
 	free(children);
 	free(pfd);
 	free(b);
