@@ -397,6 +397,50 @@ START_TEST(test_random_invariant)
 }
 END_TEST
 
+/* Long lines, sparse LFs: the sixteen-byte blocks of the RETR path,
+ * blocks across chunk ends, CR and '.' at every position in a block. */
+START_TEST(test_random_long_lines)
+{
+	static unsigned char in[4096];
+
+	rng_state = 0x2545f4914f6cdd1dULL;
+	for (int iter = 0; iter < 2000; iter++) {
+		size_t len = (size_t)(rng() % sizeof(in));
+		size_t steps[8];
+		size_t nsteps = 1 + (size_t)(rng() % 8);
+		unsigned int lf_every = 2 + (unsigned int)(rng() % 80);
+		struct bytes whole, chunked, ref;
+		uint64_t sent = 0;
+
+		for (size_t i = 0; i < len; i++) {
+			uint64_t r = rng();
+
+			in[i] = r % lf_every == 0 ? '\n' :
+				(r >> 8) % 23 == 0 ? '\r' :
+				(r >> 16) % 29 == 0 ? '.' :
+				(unsigned char)('A' + (r >> 24) % 26);
+		}
+		for (size_t i = 0; i < nsteps; i++)
+			steps[i] = 1 + (size_t)(rng() % (iter % 3 == 0 ? 40 :
+							 len + 1));
+		ref = reference_stuffed(in, len);
+		whole = stuff_whole(in, len, -1);
+		chunked = stuff_chunks(in, len, -1, steps, nsteps, &sent);
+		ck_assert_msg(whole.len == ref.len &&
+			      memcmp(whole.p, ref.p, ref.len) == 0,
+			      "iteration %d: output is not the definition's",
+			      iter);
+		ck_assert_msg(chunked.len == ref.len &&
+			      memcmp(chunked.p, ref.p, ref.len) == 0,
+			      "iteration %d: chunked output differs", iter);
+		ck_assert_uint_eq(sent, count_chunked(in, len, 0));
+		bytes_free(&whole);
+		bytes_free(&chunked);
+		bytes_free(&ref);
+	}
+}
+END_TEST
+
 /* TOP. */
 
 static void
@@ -496,6 +540,7 @@ crlf_suite(void)
 	tc = tcase_create("invariant");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_random_invariant);
+	tcase_add_test(tc, test_random_long_lines);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("top");
