@@ -13,8 +13,11 @@
 #include "util.h"
 
 /* Raw bytes read per step of RETR; the converted output (at most twice
- * as large) must fit the output buffer. */
-#define RETR_CHUNK (PIO_OUTBUF_SIZE / 2 - 8)
+ * as large) must fit the output buffer several times over, so that
+ * writes stay large. */
+#define RETR_CHUNK (32 * 1024)
+_Static_assert(2 * RETR_CHUNK + 1 <= PIO_OUTBUF_SIZE / 2,
+	       "RETR chunks must leave the output buffer room to fill");
 
 /* Parse a message number: 1..count, not deleted.  Sets the reply. */
 static struct maildrop_msg *
