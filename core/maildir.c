@@ -91,18 +91,25 @@ logpath(char *buf, size_t size, const char *path)
 	return log_value(buf, size, path);
 }
 
-/* One message found while listing. */
+/* One message found while listing.  A file the directory says is
+ * regular is not stat'ed while listing: its size and mtime come from the
+ * fstat of its descriptor when it is read, or from a stat when its size
+ * cache entry must be checked or its base name is shared. */
 struct entry {
 	char *name;             /* "new/FILE" or "cur/FILE"; owns base too */
 	const char *base;       /* FILE up to the info separator */
-	uint64_t raw_size;
+	uint64_t raw_size;      /* these four once statted */
 	int64_t mtime;
 	dev_t dev;
-	ino_t ino;
+	ino_t ino;              /* the directory's, then the stat's */
 	uint64_t size;
+	bool statted;
 	bool dup;               /* base name seen on another file too */
 	bool dropped;
 };
+
+/* new/ and cur/, as opened for the listing (-1 when missing). */
+enum { SUB_NEW, SUB_CUR };
 
 struct entry_list {
 	struct entry *v;
@@ -229,6 +236,68 @@ find_moved(const char *mdpath, const char *base, char **name_r)
 	return ret;
 }
 
+/* Messages are opened and stat'ed relative to the descriptor of their
+ * directory when the listing opened it: no walk of the Maildir's path
+ * for each of them.  A directory that was missing then (or a name that
+ * is neither new/ nor cur/) goes by the whole path. */
+static int
+msg_dirfd(const int dfd[2], const char *name, const char **rel_r)
+{
+	if (strncmp(name, "new/", 4) == 0 && dfd[SUB_NEW] >= 0) {
+		*rel_r = name + 4;
+		return dfd[SUB_NEW];
+	}
+	if (strncmp(name, "cur/", 4) == 0 && dfd[SUB_CUR] >= 0) {
+		*rel_r = name + 4;
+		return dfd[SUB_CUR];
+	}
+	return -1;
+}
+
+static int
+msg_openat(const char *mdpath, const int dfd[2], const char *name, int flags)
+{
+	char path[PATH_MAX];
+	const char *rel;
+	int dirfd = msg_dirfd(dfd, name, &rel);
+
+	if (dirfd >= 0)
+		return openat(dirfd, rel, flags);
+	if (join(path, sizeof(path), mdpath, name) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return open(path, flags);
+}
+
+static int
+msg_statat(const char *mdpath, const int dfd[2], const char *name,
+	   struct stat *st)
+{
+	char path[PATH_MAX];
+	const char *rel;
+	int dirfd = msg_dirfd(dfd, name, &rel);
+
+	if (dirfd >= 0)
+		return fstatat(dirfd, rel, st, AT_SYMLINK_NOFOLLOW);
+	if (join(path, sizeof(path), mdpath, name) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+
+/* mdpath/name, made safe for the log. */
+static const char *
+msg_logpath(char *buf, size_t size, const char *mdpath, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (join(path, sizeof(path), mdpath, name) < 0)
+		return logpath(buf, size, name);
+	return logpath(buf, size, path);
+}
+
 /* ---- listing ------------------------------------------------------------ */
 
 static void
@@ -243,14 +312,53 @@ entries_free(struct entry_list *l)
 	l->count = l->alloc = 0;
 }
 
-/* Add the regular files of mdpath/sub.  A missing directory is empty. */
+/* Stat e: 1 done (e->dropped set when it is no regular file), 0 it is
+ * gone, -1 error. */
 static int
-scan_dir(const char *mdpath, const char *sub, struct entry_list *l,
+entry_stat(const char *mdpath, const int dfd[2], struct entry *e,
+	   enum maildrop_error *err_r, const char **error_r)
+{
+	char lp[PATH_MAX + 16];
+	struct stat st;
+
+	if (msg_statat(mdpath, dfd, e->name, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;       /* moved or deleted meanwhile */
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = maildir_err("cannot stat %s: %s",
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		e->dropped = true;
+		return 1;
+	}
+	if ((uint64_t)st.st_size > MAILDROP_MAX_MESSAGE_SIZE) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = maildir_err("message %s is too large (%" PRIu64
+			" bytes, the limit is %llu)",
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			(uint64_t)st.st_size, MAILDROP_MAX_MESSAGE_SIZE);
+		return -1;
+	}
+	e->raw_size = (uint64_t)st.st_size;
+	e->mtime = (int64_t)st.st_mtime;
+	e->dev = st.st_dev;
+	e->ino = st.st_ino;
+	e->statted = true;
+	return 1;
+}
+
+/* Add the regular files of mdpath/sub, keeping the directory open in
+ * dfd[which].  A missing directory is empty. */
+static int
+scan_dir(const char *mdpath, int which, int dfd[2], struct entry_list *l,
 	 enum maildrop_error *err_r, const char **error_r)
 {
+	const char *sub = which == SUB_NEW ? "new" : "cur";
 	char path[PATH_MAX], lp[PATH_MAX + 16];
 	struct dirent *de;
-	struct stat st;
 	DIR *d;
 	int fd, ret = -1;
 
@@ -259,9 +367,10 @@ scan_dir(const char *mdpath, const char *sub, struct entry_list *l,
 		*error_r = "Maildir path is too long";
 		return -1;
 	}
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
+	dfd[which] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd[which] < 0 && errno == ENOENT)
 		return 0;
+	fd = dfd[which] < 0 ? -1 : fcntl(dfd[which], F_DUPFD_CLOEXEC, 0);
 	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = maildir_err("cannot read %s: %s",
@@ -287,37 +396,16 @@ scan_dir(const char *mdpath, const char *sub, struct entry_list *l,
 			break;
 		}
 		/* Dotfiles are not messages ("." "..", editors' and
-		 * tools' files). */
-		if (de->d_name[0] == '.')
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st,
-			    AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT)
-				continue;       /* moved or deleted meanwhile */
-			*err_r = MAILDROP_ERR_TEMP;
-			*error_r = maildir_err("cannot stat a message in %s: "
-				"%s", logpath(lp, sizeof(lp), path),
-				strerror(errno));
-			goto cleanup;
-		}
-		if (!S_ISREG(st.st_mode))
+		 * tools' files); only regular files are.  A filesystem that
+		 * does not tell the type gets a stat below. */
+		if (de->d_name[0] == '.' ||
+		    (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
 			continue;
 		if (l->count >= MAILDROP_MAX_MESSAGES) {
 			*err_r = MAILDROP_ERR_PERM;
 			*error_r = maildir_err("too many messages in %s (the "
 				"limit is %d)", logpath(lp, sizeof(lp), mdpath),
 				MAILDROP_MAX_MESSAGES);
-			goto cleanup;
-		}
-		if ((uint64_t)st.st_size > MAILDROP_MAX_MESSAGE_SIZE) {
-			char fp[NAME_MAX * 4 + 3];
-
-			*err_r = MAILDROP_ERR_PERM;
-			*error_r = maildir_err("message %s/%s is too large "
-				"(%" PRIu64 " bytes, the limit is %llu)",
-				sub, logpath(fp, sizeof(fp), de->d_name),
-				(uint64_t)st.st_size,
-				MAILDROP_MAX_MESSAGE_SIZE);
 			goto cleanup;
 		}
 		if (l->count == l->alloc) {
@@ -334,10 +422,17 @@ scan_dir(const char *mdpath, const char *sub, struct entry_list *l,
 		e->name = entry_name(sub, de->d_name, &e->base);
 		if (e->name == NULL)
 			goto nomem;
-		e->raw_size = (uint64_t)st.st_size;
-		e->mtime = (int64_t)st.st_mtime;
-		e->dev = st.st_dev;
-		e->ino = st.st_ino;
+		e->ino = de->d_ino;
+		if (de->d_type == DT_UNKNOWN) {
+			int r = entry_stat(mdpath, dfd, e, err_r, error_r);
+
+			if (r <= 0 || e->dropped) {
+				free(e->name);
+				if (r < 0)
+					goto cleanup;
+				continue;
+			}
+		}
 		l->count++;
 	}
 	ret = 0;
@@ -363,27 +458,66 @@ entry_cmp(const void *a, const void *b)
 
 /* A message moved from new/ to cur/ during the scan shows up twice with
  * the same inode: keep one.  Distinct files sharing a base name (a broken
- * delivery) are all kept, and flagged so their UIDLs stay unique. */
-static void
-entries_dedup(struct entry_list *l)
+ * delivery) are all kept, and flagged so their UIDLs stay unique.  The
+ * files of such a run are stat'ed here; one gone by now is dropped,
+ * unless all are: then the first stays, for count_size to follow it to
+ * its new name or find it deleted.  0, or -1 with *err_r set. */
+static int
+entries_dedup(const char *mdpath, const int dfd[2], struct entry_list *l,
+	      enum maildrop_error *err_r, const char **error_r)
 {
-	size_t i, j, run = 0;
+	size_t run, end, i, j;
 
-	for (i = 1; i < l->count; i++) {
-		if (strcmp(l->v[i].base, l->v[run].base) != 0) {
-			run = i;
+	for (run = 0; run < l->count; run = end) {
+		size_t alive = 0, first_gone = SIZE_MAX;
+		bool first = true;
+
+		for (end = run + 1; end < l->count &&
+		     strcmp(l->v[end].base, l->v[run].base) == 0; end++)
+			;
+		if (end - run < 2)
 			continue;
-		}
-		for (j = run; j < i; j++) {
-			if (!l->v[j].dropped && l->v[j].dev == l->v[i].dev &&
-			    l->v[j].ino == l->v[i].ino) {
-				l->v[i].dropped = true;
-				break;
+		for (i = run; i < end; i++) {
+			struct entry *e = &l->v[i];
+
+			if (!e->statted) {
+				int r = entry_stat(mdpath, dfd, e, err_r,
+						   error_r);
+
+				if (r < 0)
+					return -1;
+				if (r == 0) {
+					e->dropped = true;
+					if (first_gone == SIZE_MAX)
+						first_gone = i;
+					continue;
+				}
 			}
+			if (!e->dropped)
+				alive++;
 		}
-		if (!l->v[i].dropped)
-			l->v[i].dup = true;
+		if (alive == 0 && first_gone != SIZE_MAX)
+			l->v[first_gone].dropped = false;
+		for (i = run; i < end; i++) {
+			if (l->v[i].dropped)
+				continue;
+			for (j = run; j < i; j++) {
+				if (!l->v[j].dropped && l->v[j].statted &&
+				    l->v[i].statted &&
+				    l->v[j].dev == l->v[i].dev &&
+				    l->v[j].ino == l->v[i].ino) {
+					l->v[i].dropped = true;
+					break;
+				}
+			}
+			if (l->v[i].dropped)
+				continue;
+			if (!first)
+				l->v[i].dup = true;
+			first = false;
+		}
 	}
+	return 0;
 }
 
 /* ---- UIDL ---------------------------------------------------------------- */
@@ -881,35 +1015,29 @@ fail:
 
 /* ---- sizes ------------------------------------------------------------------- */
 
-/* Count the CRLF size of e by reading it.  1 counted, 0 the message is
- * gone (e->dropped set), -1 error. */
+/* Count the CRLF size of e by reading it into buf (READ_CHUNK bytes).
+ * 1 counted, 0 the message is gone (e->dropped set), -1 error. */
 static int
-count_size(const char *mdpath, struct entry *e, enum maildrop_error *err_r,
+count_size(const char *mdpath, const int dfd[2], struct entry *e,
+	   unsigned char *buf, enum maildrop_error *err_r,
 	   const char **error_r)
 {
-	char path[PATH_MAX], lp[PATH_MAX + 16], *moved;
-	unsigned char *buf = NULL;
+	/* O_NONBLOCK: a FIFO put in the file's place must not hang the
+	 * session (fstat then refuses it); regular files ignore it. */
+	const int oflags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+			   O_NONBLOCK;
+	char lp[PATH_MAX + 16], *moved;
 	struct crlf_count cc;
 	struct stat st;
 	uint64_t left;
 	ssize_t r;
-	int fd = -1, ret = -1;
+	int fd, ret = -1;
 
-	if (join(path, sizeof(path), mdpath, e->name) < 0) {
-		*err_r = MAILDROP_ERR_PERM;
-		*error_r = "Maildir path is too long";
-		return -1;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	fd = msg_openat(mdpath, dfd, e->name, oflags);
 	if (fd < 0 && errno == ENOENT) {
 		switch (find_moved(mdpath, e->base, &moved)) {
 		case 1:
 			/* The base name stays; only SUB/FILE changes. */
-			if (join(path, sizeof(path), mdpath, moved) < 0) {
-				free(moved);
-				errno = ENAMETOOLONG;
-				break;
-			}
 			{
 				const char *nb;
 				char *nn = entry_name("cur", moved + 4, &nb);
@@ -923,8 +1051,7 @@ count_size(const char *mdpath, struct entry *e, enum maildrop_error *err_r,
 				e->name = nn;
 				e->base = nb;
 			}
-			fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-				  O_NOCTTY);
+			fd = msg_openat(mdpath, dfd, e->name, oflags);
 			if (fd < 0 && errno == ENOENT) {
 				e->dropped = true;
 				return 0;
@@ -940,30 +1067,29 @@ count_size(const char *mdpath, struct entry *e, enum maildrop_error *err_r,
 	if (fd < 0) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = maildir_err("cannot open %s: %s",
-				       logpath(lp, sizeof(lp), path),
-				       strerror(errno));
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = maildir_err("%s is not a regular file",
-				       logpath(lp, sizeof(lp), path));
+			msg_logpath(lp, sizeof(lp), mdpath, e->name));
 		goto cleanup;
 	}
 	if ((uint64_t)st.st_size > MAILDROP_MAX_MESSAGE_SIZE) {
 		*err_r = MAILDROP_ERR_PERM;
-		*error_r = maildir_err("message %s is too large",
-				       logpath(lp, sizeof(lp), path));
+		*error_r = maildir_err("message %s is too large (%" PRIu64
+			" bytes, the limit is %llu)",
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			(uint64_t)st.st_size, MAILDROP_MAX_MESSAGE_SIZE);
 		goto cleanup;
 	}
 	e->raw_size = (uint64_t)st.st_size;
 	e->mtime = (int64_t)st.st_mtime;
-	buf = malloc(READ_CHUNK);
-	if (buf == NULL) {
-		*err_r = MAILDROP_ERR_TEMP;
-		*error_r = "out of memory reading a message";
-		goto cleanup;
-	}
+	e->dev = st.st_dev;
+	e->ino = st.st_ino;
+	e->statted = true;
 	crlf_count_init(&cc);
 	for (left = e->raw_size; left > 0; left -= (uint64_t)r) {
 		r = read(fd, buf, left < READ_CHUNK ? (size_t)left : READ_CHUNK);
@@ -976,7 +1102,7 @@ count_size(const char *mdpath, struct entry *e, enum maildrop_error *err_r,
 			 * while we read it is being damaged by someone. */
 			*err_r = MAILDROP_ERR_TEMP;
 			*error_r = maildir_err("cannot read %s: %s",
-				logpath(lp, sizeof(lp), path),
+				msg_logpath(lp, sizeof(lp), mdpath, e->name),
 				r == 0 ? "file shrank while reading" :
 				strerror(errno));
 			goto cleanup;
@@ -986,7 +1112,6 @@ count_size(const char *mdpath, struct entry *e, enum maildrop_error *err_r,
 	e->size = crlf_count_finish(&cc);
 	ret = 1;
 cleanup:
-	free(buf);
 	close(fd);
 	return ret;
 }
@@ -1041,6 +1166,8 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 	     const char **error_r)
 {
 	struct entry_list l = { NULL, 0, 0 };
+	int dfd[2] = { -1, -1 };
+	unsigned char *buf = NULL;
 	struct dirstamp stamp;
 	struct cache c;
 	size_t i, n, used = 0;
@@ -1064,11 +1191,12 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 			goto cleanup;
 		}
 	}
-	if (scan_dir(md->path, "new", &l, err_r, error_r) < 0 ||
-	    scan_dir(md->path, "cur", &l, err_r, error_r) < 0)
+	if (scan_dir(md->path, SUB_NEW, dfd, &l, err_r, error_r) < 0 ||
+	    scan_dir(md->path, SUB_CUR, dfd, &l, err_r, error_r) < 0)
 		goto cleanup;
 	qsort(l.v, l.count, sizeof(*l.v), entry_cmp);
-	entries_dedup(&l);
+	if (entries_dedup(md->path, dfd, &l, err_r, error_r) < 0)
+		goto cleanup;
 
 	/* Rewrite a cache that could now carry a stamp it lacks. */
 	changed = c.invalid || (stamp.valid && stamp.stable &&
@@ -1080,15 +1208,30 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 		if (e->dropped)
 			continue;
 		ce = entry_cacheable(e) ? cache_find(&c, e->base) : NULL;
-		if (ce != NULL && ce->raw_size == e->raw_size &&
-		    ce->mtime == e->mtime) {
-			if (!ce->used)
-				used++;
-			ce->used = true;
-			e->size = ce->size;
-			continue;
+		if (ce != NULL) {
+			/* Gone by now: count_size follows a move. */
+			int r = e->statted ? 1 :
+				entry_stat(md->path, dfd, e, err_r, error_r);
+
+			if (r < 0)
+				goto cleanup;
+			if (e->dropped)
+				continue;
+			if (r > 0 && ce->raw_size == e->raw_size &&
+			    ce->mtime == e->mtime) {
+				if (!ce->used)
+					used++;
+				ce->used = true;
+				e->size = ce->size;
+				continue;
+			}
 		}
-		if (count_size(md->path, e, err_r, error_r) < 0)
+		if (buf == NULL && (buf = malloc(READ_CHUNK)) == NULL) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = "out of memory reading a message";
+			goto cleanup;
+		}
+		if (count_size(md->path, dfd, e, buf, err_r, error_r) < 0)
 			goto cleanup;
 		if (entry_cacheable(e))
 			changed = true;
@@ -1147,6 +1290,10 @@ cleanup:
 		md->count = 0;
 		md->total_size = 0;
 	}
+	for (i = 0; i < 2; i++)
+		if (dfd[i] >= 0)
+			close(dfd[i]);
+	free(buf);
 	entries_free(&l);
 	cache_free(&c);
 	return ret;

@@ -365,7 +365,8 @@ START_TEST(test_order)
 	puts_md("new/999.M2.host", "a\n");
 	puts_md("cur/1500.M3.host:2,S", "d\n");
 	puts_md("cur/1000.M0.host:2,", "c\n");
-	/* Not messages: dotfiles, directories, symlinks, tmp/. */
+	/* Not messages: dotfiles, directories, symlinks, FIFOs (which
+	 * must not even be opened: that would wait for a writer), tmp/. */
 	puts_md("new/.hidden", "x\n");
 	puts_md("tmp/1.being-delivered", "x\n");
 	md_path(p, sizeof(p), "cur/1200.dir");
@@ -373,6 +374,8 @@ START_TEST(test_order)
 	md_path(p, sizeof(p), "new/1100.link");
 	md_path(q, sizeof(q), "new/999.M2.host");
 	ck_assert_int_eq(symlink(q, p), 0);
+	md_path(p, sizeof(p), "new/1300.fifo");
+	ck_assert_int_eq(mkfifo(p, 0600), 0);
 
 	md = md_open();
 	ck_assert_uint_eq(md->count, 4);
