@@ -446,14 +446,97 @@ cleanup:
 }
 
 /* Delivery order: Maildir base names begin with the delivery time, and
- * strverscmp orders "999.x" before "1000.x". */
-static int
-entry_cmp(const void *a, const void *b)
-{
-	const struct entry *x = a, *y = b;
-	int c = strverscmp(x->base, y->base);
+ * strverscmp orders "999.x" before "1000.x".  Sorting 100,000 names
+ * this way is a good part of a first listing, so the comparison is
+ * strverscmp's, made cheaper twice:
+ *
+ *  - each name's leading number, when it has 1 to 19 digits and no
+ *    leading zero, is read once into a key.  Two such names whose
+ *    numbers differ compare as their numbers: strverscmp compares a
+ *    run of digits without a leading zero by its length, then digit by
+ *    digit, which is the numeric order;
+ *  - otherwise the common prefix is skipped, back to the start of the
+ *    run of digits it ends in (if any), and strverscmp compares the
+ *    rest.  strverscmp's state after a non-digit is the one it starts
+ *    in, so this changes no result. */
+struct sort_ref {
+	uint64_t key;           /* 0: no usable leading number */
+	const char *base;       /* e's, at hand */
+	struct entry *e;
+};
 
-	return c != 0 ? c : strcmp(x->name, y->name);
+static uint64_t
+lead_number(const char *s)
+{
+	uint64_t v = 0;
+	int n;
+
+	if (*s < '1' || *s > '9')
+		return 0;
+	for (n = 0; s[n] >= '0' && s[n] <= '9'; n++) {
+		if (n == 19)
+			return 0;
+		v = v * 10 + (uint64_t)(s[n] - '0');
+	}
+	return v;
+}
+
+static int
+vers_cmp(const char *a, const char *b)
+{
+	size_t i = 0;
+
+	while (a[i] == b[i] && a[i] != '\0')
+		i++;
+	if (a[i] == b[i])
+		return 0;
+	while (i > 0 && a[i - 1] >= '0' && a[i - 1] <= '9')
+		i--;
+	return strverscmp(a + i, b + i);
+}
+
+static int
+sort_ref_cmp(const void *pa, const void *pb)
+{
+	const struct sort_ref *x = pa, *y = pb;
+	int c;
+
+	if (x->key != y->key && x->key != 0 && y->key != 0)
+		return x->key < y->key ? -1 : 1;
+	c = vers_cmp(x->base, y->base);
+	return c != 0 ? c : strcmp(x->e->name, y->e->name);
+}
+
+/* Sort l into delivery order.  0, or -1 out of memory. */
+static int
+entries_sort(struct entry_list *l)
+{
+	struct sort_ref *refs;
+	struct entry *v;
+	size_t i;
+
+	if (l->count < 2)
+		return 0;
+	refs = calloc(l->count, sizeof(*refs));
+	v = calloc(l->count, sizeof(*v));
+	if (refs == NULL || v == NULL) {
+		free(refs);
+		free(v);
+		return -1;
+	}
+	for (i = 0; i < l->count; i++) {
+		refs[i].key = lead_number(l->v[i].base);
+		refs[i].base = l->v[i].base;
+		refs[i].e = &l->v[i];
+	}
+	qsort(refs, l->count, sizeof(*refs), sort_ref_cmp);
+	for (i = 0; i < l->count; i++)
+		v[i] = *refs[i].e;
+	free(refs);
+	free(l->v);
+	l->v = v;
+	l->alloc = l->count;
+	return 0;
 }
 
 /* A message moved from new/ to cur/ during the scan shows up twice with
@@ -1194,7 +1277,11 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 	if (scan_dir(md->path, SUB_NEW, dfd, &l, err_r, error_r) < 0 ||
 	    scan_dir(md->path, SUB_CUR, dfd, &l, err_r, error_r) < 0)
 		goto cleanup;
-	qsort(l.v, l.count, sizeof(*l.v), entry_cmp);
+	if (entries_sort(&l) < 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "out of memory listing the Maildir";
+		goto cleanup;
+	}
 	if (entries_dedup(md->path, dfd, &l, err_r, error_r) < 0)
 		goto cleanup;
 

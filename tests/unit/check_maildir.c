@@ -392,6 +392,97 @@ START_TEST(test_order)
 }
 END_TEST
 
+/* The listing's order is strverscmp's on the base names (the name
+ * itself breaks ties), however the driver computes it: random names
+ * made of digit runs with and without leading zeros, long numbers,
+ * dots and letters, in new/ and in cur/ with flags. */
+static uint64_t order_rng_state;
+
+static unsigned int
+order_rng(unsigned int n)
+{
+	order_rng_state ^= order_rng_state >> 12;
+	order_rng_state ^= order_rng_state << 25;
+	order_rng_state ^= order_rng_state >> 27;
+	return (unsigned int)((order_rng_state * 0x2545F4914F6CDD1DULL)
+			      >> 33) % n;
+}
+
+static const char *
+base_of(const char *name)
+{
+	static char buf[NAME_MAX + 1];
+	const char *file = strchr(name, '/') + 1;
+
+	snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(file, ":"), file);
+	return buf;
+}
+
+static int
+order_cmp(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	char bx[NAME_MAX + 1];
+	int c;
+
+	snprintf(bx, sizeof(bx), "%s", base_of(x));
+	c = strverscmp(bx, base_of(y));
+	return c != 0 ? c : strcmp(x, y);
+}
+
+START_TEST(test_order_random)
+{
+	static const char *const parts[] = {
+		"0", "00", "007", "1", "9", "10", "99", "100", "1700000000",
+		"1699999999", "12345678901234567890", "9999999999999999999",
+		"10000000000000000000", ".", ".M", "P", "a", "_", "x.y" };
+	enum { N = 400 };
+	char *want[N];
+	struct maildrop *md;
+	size_t n = 0, i;
+
+	order_rng_state = 0x853c49e6748fea9bULL;
+	while (n < N) {
+		char base[128] = "", name[160];
+		unsigned int k = 1 + order_rng(6);
+
+		for (unsigned int j = 0; j < k; j++) {
+			const char *part;
+
+			do
+				part = parts[order_rng(sizeof(parts) /
+						       sizeof(parts[0]))];
+			while (j == 0 && part[0] == '.');
+			strcat(base, part);
+		}
+		if (order_rng(2) == 0)
+			snprintf(name, sizeof(name), "new/%s", base);
+		else
+			snprintf(name, sizeof(name), "cur/%s:2,%s", base,
+				 order_rng(2) == 0 ? "S" : "");
+		if (exists(name))
+			continue;
+		puts_md(name, "m\n");
+		want[n] = strdup(name);
+		ck_assert_ptr_nonnull(want[n]);
+		n++;
+	}
+	qsort(want, n, sizeof(want[0]), order_cmp);
+	md = maildrop_open(&maildrop_maildir, mdpath, MAILDROP_NO_CACHE,
+			   &(enum maildrop_error){ 0 }, &(const char *){ NULL });
+	ck_assert_ptr_nonnull(md);
+	/* Files of one base name that are distinct all stay. */
+	ck_assert_uint_eq(md->count, n);
+	for (i = 0; i < n; i++) {
+		ck_assert_msg(strcmp(md->msgs[i].name, want[i]) == 0,
+			      "position %zu: %s, want %s", i,
+			      md->msgs[i].name, want[i]);
+		free(want[i]);
+	}
+	maildrop_close(&md);
+}
+END_TEST
+
 START_TEST(test_same_base_name)
 {
 	struct maildrop *md;
@@ -1035,6 +1126,7 @@ maildir_suite(void)
 	tcase_add_checked_fixture(tc, setup_maildir, teardown_tmpdir);
 	tcase_add_test(tc, test_empty_maildir);
 	tcase_add_test(tc, test_order);
+	tcase_add_test(tc, test_order_random);
 	tcase_add_test(tc, test_same_base_name);
 	tcase_add_test(tc, test_uidl);
 	tcase_add_test(tc, test_sizes);
