@@ -57,6 +57,9 @@
 #define CACHE_FILE_MAX (64 * 1024 * 1024)
 /* NAME_MAX (255) for the base name plus three 20-digit numbers. */
 #define CACHE_LINE_MAX 512
+/* The version and "dirs" lines: 15 + 5 + six numbers of at most 20
+ * digits and a sign, with spaces and a newline. */
+#define CACHE_HEAD_ROOM 192
 
 #define LOCK_NAME "poplar-session.lock"
 /* Maildir's info separator: "BASE:2,FLAGS". */
@@ -104,6 +107,7 @@ struct entry {
 	ino_t ino;              /* the directory's, then the stat's */
 	uint64_t size;
 	bool statted;
+	bool name_nl;           /* the name holds a newline */
 	bool dup;               /* base name seen on another file too */
 	bool dropped;
 };
@@ -423,6 +427,7 @@ scan_dir(const char *mdpath, int which, int dfd[2], struct entry_list *l,
 		if (e->name == NULL)
 			goto nomem;
 		e->ino = de->d_ino;
+		e->name_nl = strchr(de->d_name, '\n') != NULL;
 		if (de->d_type == DT_UNKNOWN) {
 			int r = entry_stat(mdpath, dfd, e, err_r, error_r);
 
@@ -953,7 +958,7 @@ cache_find(struct cache *c, const char *base)
 static bool
 entry_cacheable(const struct entry *e)
 {
-	return !e->dropped && !e->dup && strchr(e->name, '\n') == NULL;
+	return !e->dropped && !e->dup && !e->name_nl;
 }
 
 static int
@@ -1001,18 +1006,52 @@ cache_append(char **buf, size_t *len, size_t *alloc, const char *line,
  * gone, sharing its base name, a name with a newline, or a line the
  * reader would refuse as too long (such a message is counted again next
  * time). */
+static size_t
+put_u64(char *out, uint64_t v)
+{
+	char digits[20];
+	size_t n = 0, i;
+
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		out[i] = digits[n - 1 - i];
+	return n;
+}
+
+/* Written by hand rather than with snprintf: this runs for every
+ * message of a Maildir whose cache is rebuilt. */
 static int
 cache_line(const struct entry *e, char *line, size_t size)
 {
-	int w;
+	size_t nlen, w = 0;
 
 	if (!entry_cacheable(e))
 		return -1;
-	w = snprintf(line, size, "%" PRIu64 " %" PRId64 " %" PRIu64 " %s\n",
-		     e->raw_size, e->mtime, e->size, e->name);
-	if (w < 0 || (size_t)w >= size || (size_t)w > CACHE_LINE_MAX + 1)
+	nlen = strlen(e->name);
+	/* Three numbers of at most 20 digits, a sign, three spaces, the
+	 * name and a newline. */
+	if (nlen > CACHE_LINE_MAX || 3 * 20 + 1 + 3 + nlen + 1 > size)
 		return -1;
-	return w;
+	w += put_u64(line + w, e->raw_size);
+	line[w++] = ' ';
+	if (e->mtime < 0) {
+		line[w++] = '-';
+		w += put_u64(line + w, 0 - (uint64_t)e->mtime);
+	} else {
+		w += put_u64(line + w, (uint64_t)e->mtime);
+	}
+	line[w++] = ' ';
+	w += put_u64(line + w, e->size);
+	line[w++] = ' ';
+	memcpy(line + w, e->name, nlen);
+	w += nlen;
+	line[w++] = '\n';
+	if (w > CACHE_LINE_MAX + 1)
+		return -1;
+	return (int)w;
 }
 
 /* Rewrite the cache atomically.  Failure only costs speed next time, so
@@ -1024,11 +1063,11 @@ cache_write(const char *mdpath, const struct entry_list *l,
 {
 	bool complete = stamp->valid && stamp->stable;
 	char path[PATH_MAX], tmp[PATH_MAX], lp[PATH_MAX + 16];
-	char line[CACHE_LINE_MAX + 64];
-	char *buf = NULL;
+	char line[CACHE_LINE_MAX + 64], head[CACHE_HEAD_ROOM];
+	char *buf = NULL, *start;
 	size_t len = 0, alloc = 0, i;
 	const char *what;
-	int fd = -1, tries, w;
+	int fd = -1, tries, w, hw;
 
 	if (join(path, sizeof(path), mdpath, CACHE_NAME) < 0)
 		return;
@@ -1036,34 +1075,41 @@ cache_write(const char *mdpath, const struct entry_list *l,
 	if (w < 0 || (size_t)w >= sizeof(tmp))
 		return;
 	what = "too many messages to cache";
-	if (cache_append(&buf, &len, &alloc, CACHE_VERSION_LINE,
-			 strlen(CACHE_VERSION_LINE)) < 0)
-		goto fail;
-	/* Entries that cannot be cached (see cache_line) make the cache
-	 * incomplete: then it carries no stamp. */
-	for (i = 0; i < l->count && complete; i++)
-		if (cache_line(&l->v[i], line, sizeof(line)) < 0)
-			complete = false;
-	if (complete)
-		w = snprintf(line, sizeof(line), CACHE_DIRS_PREFIX "%" PRIu64
-			     " %" PRId64 " %ld %" PRIu64 " %" PRId64 " %ld\n",
-			     stamp->ino[0], stamp->sec[0], stamp->nsec[0],
-			     stamp->ino[1], stamp->sec[1], stamp->nsec[1]);
-	else
-		w = snprintf(line, sizeof(line), CACHE_DIRS_PREFIX "-\n");
-	if (w < 0 || cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
+	/* The lines are made once; the two header lines, which say
+	 * whether every message got one, then go into the room kept for
+	 * them in front.  Entries that cannot be cached (see cache_line)
+	 * make the cache incomplete: then it carries no stamp. */
+	memset(head, 0, sizeof(head));
+	if (cache_append(&buf, &len, &alloc, head, sizeof(head)) < 0)
 		goto fail;
 	for (i = 0; i < l->count; i++) {
 		w = cache_line(&l->v[i], line, sizeof(line));
-		if (w < 0)
+		if (w < 0) {
+			complete = false;
 			continue;
+		}
 		if (cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
 			goto fail;
 	}
+	if (complete)
+		hw = snprintf(head, sizeof(head), "%s" CACHE_DIRS_PREFIX
+			      "%" PRIu64 " %" PRId64 " %ld %" PRIu64 " %"
+			      PRId64 " %ld\n", CACHE_VERSION_LINE,
+			      stamp->ino[0], stamp->sec[0], stamp->nsec[0],
+			      stamp->ino[1], stamp->sec[1], stamp->nsec[1]);
+	else
+		hw = snprintf(head, sizeof(head), "%s" CACHE_DIRS_PREFIX "-\n",
+			      CACHE_VERSION_LINE);
+	if (hw < 0 || (size_t)hw >= sizeof(head))
+		goto fail;
+	start = buf + sizeof(head) - (size_t)hw;
+	memcpy(start, head, (size_t)hw);
 	w = snprintf(line, sizeof(line), "%s%016" PRIx64 "\n",
-		     CACHE_CHECKSUM_PREFIX, cache_sum(buf, len));
+		     CACHE_CHECKSUM_PREFIX,
+		     cache_sum(start, (size_t)(buf + len - start)));
 	if (cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
 		goto fail;
+	start = buf + sizeof(head) - (size_t)hw;
 
 	/* A leftover from a dead process with the same pid is ours. */
 	for (tries = 0; tries < 2; tries++) {
@@ -1077,7 +1123,7 @@ cache_write(const char *mdpath, const struct entry_list *l,
 		what = strerror(errno);
 		goto fail;
 	}
-	if (write_all(fd, buf, len) < 0) {
+	if (write_all(fd, start, (size_t)(buf + len - start)) < 0) {
 		what = strerror(errno);
 		close(fd);
 		goto fail_unlink;
@@ -1133,6 +1179,7 @@ count_size(const char *mdpath, const int dfd[2], struct entry *e,
 				free(e->name);
 				e->name = nn;
 				e->base = nb;
+				e->name_nl = strchr(nn, '\n') != NULL;
 			}
 			fd = msg_openat(mdpath, dfd, e->name, oflags);
 			if (fd < 0 && errno == ENOENT) {

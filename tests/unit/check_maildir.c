@@ -146,6 +146,18 @@ md_open(void)
 	return md;
 }
 
+/* Open, and return the total size (the count must be 3). */
+static uint64_t
+md_open_count_total(void)
+{
+	struct maildrop *md = md_open();
+	uint64_t total = md->total_size;
+
+	ck_assert_uint_eq(md->count, 3);
+	maildrop_close(&md);
+	return total;
+}
+
 static size_t
 find_msg(const struct maildrop *md, const char *name)
 {
@@ -874,6 +886,39 @@ END_TEST
 /* Directories unchanged for a while: the listing itself comes from the
  * cache (no stat of the message, so a swapped content with a new mtime
  * goes unseen), until a directory changes. */
+/* The lines as the cache writes them: a negative mtime, numbers of
+ * several widths, a name with spaces; a name with a newline is left out
+ * and makes the cache incomplete ("dirs -"), and a cache read back
+ * gives the sizes it was written with. */
+START_TEST(test_cache_lines)
+{
+	char buf[4096], want[512], big[12345];
+
+	memset(big, 'x', sizeof(big));
+	big[sizeof(big) - 1] = '\n';
+	put("new/2.big", big, sizeof(big));
+	set_mtime("new/2.big", T0 + 123456);
+	puts_md("new/1.old with spaces", "a\nb");
+	set_mtime("new/1.old with spaces", -86400 * 365);
+	puts_md("cur/3.nl\nname:2,S", "x\n");
+	set_mtime("new", T0);
+	set_mtime("cur", T0);
+	ck_assert_uint_eq(md_open_count_total(), 12345 + 1 + 6 + 3);
+	read_rel("poplar-sizes", buf, sizeof(buf));
+	snprintf(want, sizeof(want), "poplar-sizes 2\ndirs -\n"
+		 "3 -31536000 6 new/1.old with spaces\n"
+		 "12345 %d 12346 new/2.big\nchecksum ", T0 + 123456);
+	ck_assert_msg(strncmp(buf, want, strlen(want)) == 0, "%s", buf);
+	ck_assert_uint_eq(strlen(buf), strlen(want) + 16 + 1);
+	/* Read back: the cached sizes, not recounted ones (all LFs
+	 * would be 24690). */
+	memset(big, '\n', sizeof(big));
+	put("new/2.big", big, sizeof(big));
+	set_mtime("new/2.big", T0 + 123456);
+	ck_assert_uint_eq(md_open_count_total(), 12345 + 1 + 6 + 3);
+}
+END_TEST
+
 START_TEST(test_cache_stamp)
 {
 	char buf[4096];
@@ -1137,6 +1182,7 @@ maildir_suite(void)
 	tc = tcase_create("cache");
 	tcase_add_checked_fixture(tc, setup_maildir, teardown_tmpdir);
 	tcase_add_test(tc, test_cache_created);
+	tcase_add_test(tc, test_cache_lines);
 	tcase_add_test(tc, test_cache_stamp);
 	tcase_add_test(tc, test_cache_disabled);
 	tcase_add_test(tc, test_cache_not_written);
