@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
@@ -108,6 +109,7 @@ struct entry {
 	uint64_t size;
 	bool statted;
 	bool name_nl;           /* the name holds a newline */
+	bool size_known;        /* counted by count_fast */
 	bool dup;               /* base name seen on another file too */
 	bool dropped;
 };
@@ -1144,25 +1146,89 @@ fail:
 
 /* ---- sizes ------------------------------------------------------------------- */
 
-/* Count the CRLF size of e by reading it into buf (READ_CHUNK bytes).
- * 1 counted, 0 the message is gone (e->dropped set), -1 error. */
+/* How reading a message for its size went. */
+enum count_result {
+	COUNT_OK,
+	COUNT_NOT_REGULAR,      /* or fstat failed (errno set) */
+	COUNT_TOO_LARGE,
+	COUNT_READ_ERROR,       /* errno set */
+	COUNT_SHRANK
+};
+
+/* Read the open message fd into buf (READ_CHUNK bytes) and set e's
+ * size, raw size and mtime.  *cold: set when the first read finds the
+ * data outside the page cache (then the caller reads ahead); when
+ * already set, not looked at. */
+static enum count_result
+count_fd(int fd, struct entry *e, unsigned char *buf, bool *cold)
+{
+	struct crlf_count cc;
+	struct stat st;
+	uint64_t left;
+	ssize_t r;
+	bool first = true;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return COUNT_NOT_REGULAR;
+	e->raw_size = (uint64_t)st.st_size;
+	if (e->raw_size > MAILDROP_MAX_MESSAGE_SIZE)
+		return COUNT_TOO_LARGE;
+	e->mtime = (int64_t)st.st_mtime;
+	e->dev = st.st_dev;
+	e->ino = st.st_ino;
+	e->statted = true;
+	crlf_count_init(&cc);
+	for (left = e->raw_size; left > 0; left -= (uint64_t)r) {
+		size_t want = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
+
+		r = -1;
+#ifdef RWF_NOWAIT
+		if (first && !*cold) {
+			struct iovec iov = { buf, want };
+
+			r = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+			if (r < 0 && errno == EAGAIN)
+				*cold = true;
+		}
+#endif
+		if (r < 0)
+			r = read(fd, buf, want);
+		first = false;
+		if (r < 0 && errno == EINTR) {
+			r = 0;
+			continue;
+		}
+		/* Maildir messages never change; one that shrinks while we
+		 * read it is being damaged by someone. */
+		if (r < 0)
+			return COUNT_READ_ERROR;
+		if (r == 0)
+			return COUNT_SHRANK;
+		crlf_count_feed(&cc, buf, (size_t)r);
+	}
+	e->size = crlf_count_finish(&cc);
+	return COUNT_OK;
+}
+
+/* O_NONBLOCK: a FIFO put in a message's place must not hang the session
+ * (fstat then refuses it); regular files ignore it. */
+#define MSG_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | \
+			O_NONBLOCK)
+
+/* Count the CRLF size of e by reading it into buf (READ_CHUNK bytes),
+ * following a move to cur/ and reporting every failure: the careful
+ * path, for what count_fast left.  1 counted, 0 the message is gone
+ * (e->dropped set), -1 error. */
 static int
 count_size(const char *mdpath, const int dfd[2], struct entry *e,
 	   unsigned char *buf, enum maildrop_error *err_r,
 	   const char **error_r)
 {
-	/* O_NONBLOCK: a FIFO put in the file's place must not hang the
-	 * session (fstat then refuses it); regular files ignore it. */
-	const int oflags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
-			   O_NONBLOCK;
 	char lp[PATH_MAX + 16], *moved;
-	struct crlf_count cc;
-	struct stat st;
-	uint64_t left;
-	ssize_t r;
+	bool cold = true;
 	int fd, ret = -1;
 
-	fd = msg_openat(mdpath, dfd, e->name, oflags);
+	fd = msg_openat(mdpath, dfd, e->name, MSG_OPEN_FLAGS);
 	if (fd < 0 && errno == ENOENT) {
 		switch (find_moved(mdpath, e->base, &moved)) {
 		case 1:
@@ -1181,7 +1247,7 @@ count_size(const char *mdpath, const int dfd[2], struct entry *e,
 				e->base = nb;
 				e->name_nl = strchr(nn, '\n') != NULL;
 			}
-			fd = msg_openat(mdpath, dfd, e->name, oflags);
+			fd = msg_openat(mdpath, dfd, e->name, MSG_OPEN_FLAGS);
 			if (fd < 0 && errno == ENOENT) {
 				e->dropped = true;
 				return 0;
@@ -1201,49 +1267,90 @@ count_size(const char *mdpath, const int dfd[2], struct entry *e,
 			strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	switch (count_fd(fd, e, buf, &cold)) {
+	case COUNT_OK:
+		ret = 1;
+		break;
+	case COUNT_NOT_REGULAR:
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = maildir_err("%s is not a regular file",
 			msg_logpath(lp, sizeof(lp), mdpath, e->name));
-		goto cleanup;
-	}
-	if ((uint64_t)st.st_size > MAILDROP_MAX_MESSAGE_SIZE) {
+		break;
+	case COUNT_TOO_LARGE:
 		*err_r = MAILDROP_ERR_PERM;
 		*error_r = maildir_err("message %s is too large (%" PRIu64
 			" bytes, the limit is %llu)",
 			msg_logpath(lp, sizeof(lp), mdpath, e->name),
-			(uint64_t)st.st_size, MAILDROP_MAX_MESSAGE_SIZE);
-		goto cleanup;
+			e->raw_size, MAILDROP_MAX_MESSAGE_SIZE);
+		break;
+	case COUNT_READ_ERROR:
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = maildir_err("cannot read %s: %s",
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			strerror(errno));
+		break;
+	case COUNT_SHRANK:
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = maildir_err("cannot read %s: file shrank while "
+			"reading", msg_logpath(lp, sizeof(lp), mdpath, e->name));
+		break;
 	}
-	e->raw_size = (uint64_t)st.st_size;
-	e->mtime = (int64_t)st.st_mtime;
-	e->dev = st.st_dev;
-	e->ino = st.st_ino;
-	e->statted = true;
-	crlf_count_init(&cc);
-	for (left = e->raw_size; left > 0; left -= (uint64_t)r) {
-		r = read(fd, buf, left < READ_CHUNK ? (size_t)left : READ_CHUNK);
-		if (r < 0 && errno == EINTR) {
-			r = 0;
-			continue;
-		}
-		if (r <= 0) {
-			/* Maildir messages never change; one that shrinks
-			 * while we read it is being damaged by someone. */
-			*err_r = MAILDROP_ERR_TEMP;
-			*error_r = maildir_err("cannot read %s: %s",
-				msg_logpath(lp, sizeof(lp), mdpath, e->name),
-				r == 0 ? "file shrank while reading" :
-				strerror(errno));
-			goto cleanup;
-		}
-		crlf_count_feed(&cc, buf, (size_t)r);
-	}
-	e->size = crlf_count_finish(&cc);
-	ret = 1;
-cleanup:
 	close(fd);
 	return ret;
+}
+
+/* How many messages count_fast keeps open ahead of the one it reads
+ * once their data is found outside the page cache: their reads are
+ * started at open (posix_fadvise), so that many are in flight instead
+ * of one synchronous read after another. */
+#define COUNT_LOOKAHEAD 32
+
+/* The common case, quickly: open each of todo[0..n) relative to its
+ * directory and count it, in the order given.  A message that cannot be
+ * counted so (gone, moved, not regular, too large, a read error, no
+ * descriptor left) is left as it is for count_size, which handles or
+ * reports it; e->size_known tells which were counted. */
+static void
+count_fast(struct entry **todo, size_t n, const int dfd[2],
+	   unsigned char *buf, bool *cold)
+{
+	int ring[COUNT_LOOKAHEAD];
+	size_t opened = 0, i;
+
+	for (i = 0; i < n; i++) {
+		size_t ahead = *cold ? COUNT_LOOKAHEAD : 1;
+		int fd;
+
+		for (; opened < n && opened < i + ahead; opened++) {
+			struct entry *e = todo[opened];
+			const char *rel;
+			int dirfd = msg_dirfd(dfd, e->name, &rel);
+
+			fd = dirfd < 0 ? -1 :
+				openat(dirfd, rel, MSG_OPEN_FLAGS);
+#ifdef POSIX_FADV_WILLNEED
+			if (fd >= 0 && *cold)
+				(void)posix_fadvise(fd, 0, 0,
+						    POSIX_FADV_WILLNEED);
+#endif
+			ring[opened % COUNT_LOOKAHEAD] = fd;
+		}
+		fd = ring[i % COUNT_LOOKAHEAD];
+		if (fd < 0)
+			continue;
+		if (count_fd(fd, todo[i], buf, cold) == COUNT_OK)
+			todo[i]->size_known = true;
+		close(fd);
+	}
+}
+
+static int
+entry_ino_cmp(const void *a, const void *b)
+{
+	const struct entry *x = *(struct entry *const *)a;
+	const struct entry *y = *(struct entry *const *)b;
+
+	return (x->ino > y->ino) - (x->ino < y->ino);
 }
 
 /* ---- driver ------------------------------------------------------------------ */
@@ -1298,10 +1405,11 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 	struct entry_list l = { NULL, 0, 0 };
 	int dfd[2] = { -1, -1 };
 	unsigned char *buf = NULL;
+	struct entry **todo = NULL;
 	struct dirstamp stamp;
 	struct cache c;
-	size_t i, n, used = 0;
-	bool changed;
+	size_t i, n, ntodo = 0, used = 0;
+	bool changed, cold = false;
 	int ret = -1;
 
 	*err_r = MAILDROP_OK;
@@ -1335,6 +1443,10 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 	/* Rewrite a cache that could now carry a stamp it lacks. */
 	changed = c.invalid || (stamp.valid && stamp.stable &&
 				!stamp_equal(&c.stamp, &stamp));
+	/* Sizes from the cache where it is right; the other messages are
+	 * counted below. */
+	if (l.count > 0 && (todo = calloc(l.count, sizeof(*todo))) == NULL)
+		goto nomem;
 	for (i = 0; i < l.count; i++) {
 		struct entry *e = &l.v[i];
 		struct cache_ent *ce;
@@ -1360,14 +1472,21 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 				continue;
 			}
 		}
-		if (buf == NULL && (buf = malloc(READ_CHUNK)) == NULL) {
-			*err_r = MAILDROP_ERR_TEMP;
-			*error_r = "out of memory reading a message";
+		todo[ntodo++] = e;
+	}
+	/* In inode order: on a cold cache, the inodes (and, as they are
+	 * usually allocated alike, the data) are then read in disk order
+	 * rather than in the directory's hash order. */
+	qsort(todo, ntodo, sizeof(*todo), entry_ino_cmp);
+	if (ntodo > 0 && (buf = malloc(READ_CHUNK)) == NULL)
+		goto nomem;
+	count_fast(todo, ntodo, dfd, buf, &cold);
+	for (i = 0; i < ntodo; i++) {
+		if (!todo[i]->size_known &&
+		    count_size(md->path, dfd, todo[i], buf, err_r,
+			       error_r) < 0)
 			goto cleanup;
-		}
-		if (count_size(md->path, dfd, e, buf, err_r, error_r) < 0)
-			goto cleanup;
-		if (entry_cacheable(e))
+		if (entry_cacheable(todo[i]))
 			changed = true;
 	}
 	/* Entries of deleted messages are pruned by rewriting. */
@@ -1415,6 +1534,10 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 		md->count++;
 	}
 	ret = 0;
+	goto cleanup;
+nomem:
+	*err_r = MAILDROP_ERR_TEMP;
+	*error_r = "out of memory listing the Maildir";
 cleanup:
 	if (ret < 0) {
 		for (i = 0; i < md->count; i++)
@@ -1428,6 +1551,7 @@ cleanup:
 		if (dfd[i] >= 0)
 			close(dfd[i]);
 	free(buf);
+	free(todo);
 	entries_free(&l);
 	cache_free(&c);
 	return ret;

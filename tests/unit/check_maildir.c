@@ -639,6 +639,88 @@ START_TEST(test_sizes)
 }
 END_TEST
 
+/* Many messages, so that sizes are counted the fast way, in batches
+ * (and in parallel), with their data read ahead when it is not in the
+ * page cache (it is dropped here where the system allows): every size
+ * must still be the one the definition gives.  Random contents: LF and
+ * CRLF line ends, bare CRs, empty files, no final newline, sizes from 0
+ * to 70,000 bytes (more than one read). */
+static uint64_t many_rng_state;
+
+static uint64_t
+many_rng(void)
+{
+	many_rng_state ^= many_rng_state >> 12;
+	many_rng_state ^= many_rng_state << 25;
+	many_rng_state ^= many_rng_state >> 27;
+	return many_rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+START_TEST(test_sizes_many)
+{
+	enum { N = 1500, BIG = 70000 };
+	static uint64_t want[N];
+	unsigned char *data = malloc(BIG);
+	struct maildrop *md;
+	uint64_t total = 0;
+	size_t i;
+	int fd;
+
+	ck_assert_ptr_nonnull(data);
+	many_rng_state = 0x9e3779b97f4a7c15ULL;
+	for (i = 0; i < N; i++) {
+		char rel[64];
+		size_t len = many_rng() % 8 == 0 ? 0 :
+			(size_t)(many_rng() % (i % 100 == 0 ? BIG : 3000));
+		unsigned int odds = 2 + (unsigned int)(many_rng() % 60);
+
+		for (size_t k = 0; k < len; k++) {
+			uint64_t x = many_rng() % odds;
+
+			data[k] = x == 0 ? '\n' : x == 1 ? '\r' :
+				(unsigned char)('a' + x % 26);
+		}
+		want[i] = len;
+		for (size_t k = 0; k < len; k++)
+			if (data[k] == '\n' && (k == 0 || data[k - 1] != '\r'))
+				want[i]++;
+		if (len > 0 && data[len - 1] != '\n')
+			want[i] += 2;
+		total += want[i];
+		snprintf(rel, sizeof(rel), "%s/%zu.M%zu.host%s",
+			 i % 3 == 0 ? "new" : "cur", 1000000 + i, i,
+			 i % 3 == 0 ? "" : ":2,S");
+		put(rel, data, len);
+	}
+	free(data);
+	/* Written back, clean pages can be dropped. */
+	fd = open(mdpath, O_RDONLY | O_DIRECTORY);
+	ck_assert_int_ge(fd, 0);
+	(void)syncfs(fd);
+	close(fd);
+	for (i = 0; i < N; i++) {
+		char rel[64], p[PATH_MAX];
+
+		snprintf(rel, sizeof(rel), "%s/%zu.M%zu.host%s",
+			 i % 3 == 0 ? "new" : "cur", 1000000 + i, i,
+			 i % 3 == 0 ? "" : ":2,S");
+		md_path(p, sizeof(p), rel);
+		fd = open(p, O_RDONLY);
+		ck_assert_int_ge(fd, 0);
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(fd);
+	}
+	md = md_open();
+	ck_assert_uint_eq(md->count, N);
+	for (i = 0; i < N; i++)
+		ck_assert_msg(md->msgs[i].size == want[i],
+			      "message %zu (%s): %" PRIu64 ", want %" PRIu64,
+			      i, md->msgs[i].name, md->msgs[i].size, want[i]);
+	ck_assert_uint_eq(md->total_size, total);
+	maildrop_close(&md);
+}
+END_TEST
+
 START_TEST(test_too_large)
 {
 	enum maildrop_error err;
@@ -1177,6 +1259,13 @@ maildir_suite(void)
 	tcase_add_test(tc, test_sizes);
 	tcase_add_test(tc, test_too_large);
 	tcase_add_test(tc, test_unreadable);
+	suite_add_tcase(s, tc);
+
+	/* Writes 1,500 files and syncs them. */
+	tc = tcase_create("many");
+	tcase_add_checked_fixture(tc, setup_maildir, teardown_tmpdir);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_sizes_many);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cache");
