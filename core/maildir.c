@@ -15,11 +15,15 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
@@ -57,6 +61,9 @@
 #define CACHE_FILE_MAX (64 * 1024 * 1024)
 /* NAME_MAX (255) for the base name plus three 20-digit numbers. */
 #define CACHE_LINE_MAX 512
+/* The version and "dirs" lines: 15 + 5 + six numbers of at most 20
+ * digits and a sign, with spaces and a newline. */
+#define CACHE_HEAD_ROOM 192
 
 #define LOCK_NAME "poplar-session.lock"
 /* Maildir's info separator: "BASE:2,FLAGS". */
@@ -65,7 +72,8 @@
 #define READ_CHUNK (64 * 1024)
 
 /* Error texts handed back through error_r.  A session is one process
- * without threads, so a static buffer suffices; the text stays valid
+ * whose only other threads are count_parallel's helpers, which never
+ * make an error text, so a static buffer suffices; the text stays valid
  * until the next call into this driver, which lets maildrop_open free md
  * on failure and still return the text. */
 static char maildir_errbuf[512];
@@ -91,18 +99,27 @@ logpath(char *buf, size_t size, const char *path)
 	return log_value(buf, size, path);
 }
 
-/* One message found while listing. */
+/* One message found while listing.  A file the directory says is
+ * regular is not stat'ed while listing: its size and mtime come from the
+ * fstat of its descriptor when it is read, or from a stat when its size
+ * cache entry must be checked or its base name is shared. */
 struct entry {
 	char *name;             /* "new/FILE" or "cur/FILE"; owns base too */
 	const char *base;       /* FILE up to the info separator */
-	uint64_t raw_size;
+	uint64_t raw_size;      /* these four once statted */
 	int64_t mtime;
 	dev_t dev;
-	ino_t ino;
+	ino_t ino;              /* the directory's, then the stat's */
 	uint64_t size;
+	bool statted;
+	bool name_nl;           /* the name holds a newline */
+	bool size_known;        /* counted by count_fast */
 	bool dup;               /* base name seen on another file too */
 	bool dropped;
 };
+
+/* new/ and cur/, as opened for the listing (-1 when missing). */
+enum { SUB_NEW, SUB_CUR };
 
 struct entry_list {
 	struct entry *v;
@@ -229,6 +246,68 @@ find_moved(const char *mdpath, const char *base, char **name_r)
 	return ret;
 }
 
+/* Messages are opened and stat'ed relative to the descriptor of their
+ * directory when the listing opened it: no walk of the Maildir's path
+ * for each of them.  A directory that was missing then (or a name that
+ * is neither new/ nor cur/) goes by the whole path. */
+static int
+msg_dirfd(const int dfd[2], const char *name, const char **rel_r)
+{
+	if (strncmp(name, "new/", 4) == 0 && dfd[SUB_NEW] >= 0) {
+		*rel_r = name + 4;
+		return dfd[SUB_NEW];
+	}
+	if (strncmp(name, "cur/", 4) == 0 && dfd[SUB_CUR] >= 0) {
+		*rel_r = name + 4;
+		return dfd[SUB_CUR];
+	}
+	return -1;
+}
+
+static int
+msg_openat(const char *mdpath, const int dfd[2], const char *name, int flags)
+{
+	char path[PATH_MAX];
+	const char *rel;
+	int dirfd = msg_dirfd(dfd, name, &rel);
+
+	if (dirfd >= 0)
+		return openat(dirfd, rel, flags);
+	if (join(path, sizeof(path), mdpath, name) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return open(path, flags);
+}
+
+static int
+msg_statat(const char *mdpath, const int dfd[2], const char *name,
+	   struct stat *st)
+{
+	char path[PATH_MAX];
+	const char *rel;
+	int dirfd = msg_dirfd(dfd, name, &rel);
+
+	if (dirfd >= 0)
+		return fstatat(dirfd, rel, st, AT_SYMLINK_NOFOLLOW);
+	if (join(path, sizeof(path), mdpath, name) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+
+/* mdpath/name, made safe for the log. */
+static const char *
+msg_logpath(char *buf, size_t size, const char *mdpath, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (join(path, sizeof(path), mdpath, name) < 0)
+		return logpath(buf, size, name);
+	return logpath(buf, size, path);
+}
+
 /* ---- listing ------------------------------------------------------------ */
 
 static void
@@ -243,14 +322,53 @@ entries_free(struct entry_list *l)
 	l->count = l->alloc = 0;
 }
 
-/* Add the regular files of mdpath/sub.  A missing directory is empty. */
+/* Stat e: 1 done (e->dropped set when it is no regular file), 0 it is
+ * gone, -1 error. */
 static int
-scan_dir(const char *mdpath, const char *sub, struct entry_list *l,
+entry_stat(const char *mdpath, const int dfd[2], struct entry *e,
+	   enum maildrop_error *err_r, const char **error_r)
+{
+	char lp[PATH_MAX + 16];
+	struct stat st;
+
+	if (msg_statat(mdpath, dfd, e->name, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;       /* moved or deleted meanwhile */
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = maildir_err("cannot stat %s: %s",
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		e->dropped = true;
+		return 1;
+	}
+	if ((uint64_t)st.st_size > MAILDROP_MAX_MESSAGE_SIZE) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = maildir_err("message %s is too large (%" PRIu64
+			" bytes, the limit is %llu)",
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			(uint64_t)st.st_size, MAILDROP_MAX_MESSAGE_SIZE);
+		return -1;
+	}
+	e->raw_size = (uint64_t)st.st_size;
+	e->mtime = (int64_t)st.st_mtime;
+	e->dev = st.st_dev;
+	e->ino = st.st_ino;
+	e->statted = true;
+	return 1;
+}
+
+/* Add the regular files of mdpath/sub, keeping the directory open in
+ * dfd[which].  A missing directory is empty. */
+static int
+scan_dir(const char *mdpath, int which, int dfd[2], struct entry_list *l,
 	 enum maildrop_error *err_r, const char **error_r)
 {
+	const char *sub = which == SUB_NEW ? "new" : "cur";
 	char path[PATH_MAX], lp[PATH_MAX + 16];
 	struct dirent *de;
-	struct stat st;
 	DIR *d;
 	int fd, ret = -1;
 
@@ -259,9 +377,10 @@ scan_dir(const char *mdpath, const char *sub, struct entry_list *l,
 		*error_r = "Maildir path is too long";
 		return -1;
 	}
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
+	dfd[which] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd[which] < 0 && errno == ENOENT)
 		return 0;
+	fd = dfd[which] < 0 ? -1 : fcntl(dfd[which], F_DUPFD_CLOEXEC, 0);
 	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = maildir_err("cannot read %s: %s",
@@ -287,37 +406,16 @@ scan_dir(const char *mdpath, const char *sub, struct entry_list *l,
 			break;
 		}
 		/* Dotfiles are not messages ("." "..", editors' and
-		 * tools' files). */
-		if (de->d_name[0] == '.')
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st,
-			    AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT)
-				continue;       /* moved or deleted meanwhile */
-			*err_r = MAILDROP_ERR_TEMP;
-			*error_r = maildir_err("cannot stat a message in %s: "
-				"%s", logpath(lp, sizeof(lp), path),
-				strerror(errno));
-			goto cleanup;
-		}
-		if (!S_ISREG(st.st_mode))
+		 * tools' files); only regular files are.  A filesystem that
+		 * does not tell the type gets a stat below. */
+		if (de->d_name[0] == '.' ||
+		    (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
 			continue;
 		if (l->count >= MAILDROP_MAX_MESSAGES) {
 			*err_r = MAILDROP_ERR_PERM;
 			*error_r = maildir_err("too many messages in %s (the "
 				"limit is %d)", logpath(lp, sizeof(lp), mdpath),
 				MAILDROP_MAX_MESSAGES);
-			goto cleanup;
-		}
-		if ((uint64_t)st.st_size > MAILDROP_MAX_MESSAGE_SIZE) {
-			char fp[NAME_MAX * 4 + 3];
-
-			*err_r = MAILDROP_ERR_PERM;
-			*error_r = maildir_err("message %s/%s is too large "
-				"(%" PRIu64 " bytes, the limit is %llu)",
-				sub, logpath(fp, sizeof(fp), de->d_name),
-				(uint64_t)st.st_size,
-				MAILDROP_MAX_MESSAGE_SIZE);
 			goto cleanup;
 		}
 		if (l->count == l->alloc) {
@@ -334,10 +432,18 @@ scan_dir(const char *mdpath, const char *sub, struct entry_list *l,
 		e->name = entry_name(sub, de->d_name, &e->base);
 		if (e->name == NULL)
 			goto nomem;
-		e->raw_size = (uint64_t)st.st_size;
-		e->mtime = (int64_t)st.st_mtime;
-		e->dev = st.st_dev;
-		e->ino = st.st_ino;
+		e->ino = de->d_ino;
+		e->name_nl = strchr(de->d_name, '\n') != NULL;
+		if (de->d_type == DT_UNKNOWN) {
+			int r = entry_stat(mdpath, dfd, e, err_r, error_r);
+
+			if (r <= 0 || e->dropped) {
+				free(e->name);
+				if (r < 0)
+					goto cleanup;
+				continue;
+			}
+		}
 		l->count++;
 	}
 	ret = 0;
@@ -351,39 +457,161 @@ cleanup:
 }
 
 /* Delivery order: Maildir base names begin with the delivery time, and
- * strverscmp orders "999.x" before "1000.x". */
-static int
-entry_cmp(const void *a, const void *b)
-{
-	const struct entry *x = a, *y = b;
-	int c = strverscmp(x->base, y->base);
+ * strverscmp orders "999.x" before "1000.x".  Sorting 100,000 names
+ * this way is a good part of a first listing, so the comparison is
+ * strverscmp's, made cheaper twice:
+ *
+ *  - each name's leading number, when it has 1 to 19 digits and no
+ *    leading zero, is read once into a key.  Two such names whose
+ *    numbers differ compare as their numbers: strverscmp compares a
+ *    run of digits without a leading zero by its length, then digit by
+ *    digit, which is the numeric order;
+ *  - otherwise the common prefix is skipped, back to the start of the
+ *    run of digits it ends in (if any), and strverscmp compares the
+ *    rest.  strverscmp's state after a non-digit is the one it starts
+ *    in, so this changes no result. */
+struct sort_ref {
+	uint64_t key;           /* 0: no usable leading number */
+	const char *base;       /* e's, at hand */
+	struct entry *e;
+};
 
-	return c != 0 ? c : strcmp(x->name, y->name);
+static uint64_t
+lead_number(const char *s)
+{
+	uint64_t v = 0;
+	int n;
+
+	if (*s < '1' || *s > '9')
+		return 0;
+	for (n = 0; s[n] >= '0' && s[n] <= '9'; n++) {
+		if (n == 19)
+			return 0;
+		v = v * 10 + (uint64_t)(s[n] - '0');
+	}
+	return v;
+}
+
+static int
+vers_cmp(const char *a, const char *b)
+{
+	size_t i = 0;
+
+	while (a[i] == b[i] && a[i] != '\0')
+		i++;
+	if (a[i] == b[i])
+		return 0;
+	while (i > 0 && a[i - 1] >= '0' && a[i - 1] <= '9')
+		i--;
+	return strverscmp(a + i, b + i);
+}
+
+static int
+sort_ref_cmp(const void *pa, const void *pb)
+{
+	const struct sort_ref *x = pa, *y = pb;
+	int c;
+
+	if (x->key != y->key && x->key != 0 && y->key != 0)
+		return x->key < y->key ? -1 : 1;
+	c = vers_cmp(x->base, y->base);
+	return c != 0 ? c : strcmp(x->e->name, y->e->name);
+}
+
+/* Sort l into delivery order.  0, or -1 out of memory. */
+static int
+entries_sort(struct entry_list *l)
+{
+	struct sort_ref *refs;
+	struct entry *v;
+	size_t i;
+
+	if (l->count < 2)
+		return 0;
+	refs = calloc(l->count, sizeof(*refs));
+	v = calloc(l->count, sizeof(*v));
+	if (refs == NULL || v == NULL) {
+		free(refs);
+		free(v);
+		return -1;
+	}
+	for (i = 0; i < l->count; i++) {
+		refs[i].key = lead_number(l->v[i].base);
+		refs[i].base = l->v[i].base;
+		refs[i].e = &l->v[i];
+	}
+	qsort(refs, l->count, sizeof(*refs), sort_ref_cmp);
+	for (i = 0; i < l->count; i++)
+		v[i] = *refs[i].e;
+	free(refs);
+	free(l->v);
+	l->v = v;
+	l->alloc = l->count;
+	return 0;
 }
 
 /* A message moved from new/ to cur/ during the scan shows up twice with
  * the same inode: keep one.  Distinct files sharing a base name (a broken
- * delivery) are all kept, and flagged so their UIDLs stay unique. */
-static void
-entries_dedup(struct entry_list *l)
+ * delivery) are all kept, and flagged so their UIDLs stay unique.  The
+ * files of such a run are stat'ed here; one gone by now is dropped,
+ * unless all are: then the first stays, for count_size to follow it to
+ * its new name or find it deleted.  0, or -1 with *err_r set. */
+static int
+entries_dedup(const char *mdpath, const int dfd[2], struct entry_list *l,
+	      enum maildrop_error *err_r, const char **error_r)
 {
-	size_t i, j, run = 0;
+	size_t run, end, i, j;
 
-	for (i = 1; i < l->count; i++) {
-		if (strcmp(l->v[i].base, l->v[run].base) != 0) {
-			run = i;
+	for (run = 0; run < l->count; run = end) {
+		size_t alive = 0, first_gone = SIZE_MAX;
+		bool first = true;
+
+		for (end = run + 1; end < l->count &&
+		     strcmp(l->v[end].base, l->v[run].base) == 0; end++)
+			;
+		if (end - run < 2)
 			continue;
-		}
-		for (j = run; j < i; j++) {
-			if (!l->v[j].dropped && l->v[j].dev == l->v[i].dev &&
-			    l->v[j].ino == l->v[i].ino) {
-				l->v[i].dropped = true;
-				break;
+		for (i = run; i < end; i++) {
+			struct entry *e = &l->v[i];
+
+			if (!e->statted) {
+				int r = entry_stat(mdpath, dfd, e, err_r,
+						   error_r);
+
+				if (r < 0)
+					return -1;
+				if (r == 0) {
+					e->dropped = true;
+					if (first_gone == SIZE_MAX)
+						first_gone = i;
+					continue;
+				}
 			}
+			if (!e->dropped)
+				alive++;
 		}
-		if (!l->v[i].dropped)
-			l->v[i].dup = true;
+		if (alive == 0 && first_gone != SIZE_MAX)
+			l->v[first_gone].dropped = false;
+		for (i = run; i < end; i++) {
+			if (l->v[i].dropped)
+				continue;
+			for (j = run; j < i; j++) {
+				if (!l->v[j].dropped && l->v[j].statted &&
+				    l->v[i].statted &&
+				    l->v[j].dev == l->v[i].dev &&
+				    l->v[j].ino == l->v[i].ino) {
+					l->v[i].dropped = true;
+					break;
+				}
+			}
+			if (l->v[i].dropped)
+				continue;
+			if (!first)
+				l->v[i].dup = true;
+			first = false;
+		}
 	}
+	return 0;
 }
 
 /* ---- UIDL ---------------------------------------------------------------- */
@@ -736,7 +964,7 @@ cache_find(struct cache *c, const char *base)
 static bool
 entry_cacheable(const struct entry *e)
 {
-	return !e->dropped && !e->dup && strchr(e->name, '\n') == NULL;
+	return !e->dropped && !e->dup && !e->name_nl;
 }
 
 static int
@@ -784,18 +1012,52 @@ cache_append(char **buf, size_t *len, size_t *alloc, const char *line,
  * gone, sharing its base name, a name with a newline, or a line the
  * reader would refuse as too long (such a message is counted again next
  * time). */
+static size_t
+put_u64(char *out, uint64_t v)
+{
+	char digits[20];
+	size_t n = 0, i;
+
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		out[i] = digits[n - 1 - i];
+	return n;
+}
+
+/* Written by hand rather than with snprintf: this runs for every
+ * message of a Maildir whose cache is rebuilt. */
 static int
 cache_line(const struct entry *e, char *line, size_t size)
 {
-	int w;
+	size_t nlen, w = 0;
 
 	if (!entry_cacheable(e))
 		return -1;
-	w = snprintf(line, size, "%" PRIu64 " %" PRId64 " %" PRIu64 " %s\n",
-		     e->raw_size, e->mtime, e->size, e->name);
-	if (w < 0 || (size_t)w >= size || (size_t)w > CACHE_LINE_MAX + 1)
+	nlen = strlen(e->name);
+	/* Three numbers of at most 20 digits, a sign, three spaces, the
+	 * name and a newline. */
+	if (nlen > CACHE_LINE_MAX || 3 * 20 + 1 + 3 + nlen + 1 > size)
 		return -1;
-	return w;
+	w += put_u64(line + w, e->raw_size);
+	line[w++] = ' ';
+	if (e->mtime < 0) {
+		line[w++] = '-';
+		w += put_u64(line + w, 0 - (uint64_t)e->mtime);
+	} else {
+		w += put_u64(line + w, (uint64_t)e->mtime);
+	}
+	line[w++] = ' ';
+	w += put_u64(line + w, e->size);
+	line[w++] = ' ';
+	memcpy(line + w, e->name, nlen);
+	w += nlen;
+	line[w++] = '\n';
+	if (w > CACHE_LINE_MAX + 1)
+		return -1;
+	return (int)w;
 }
 
 /* Rewrite the cache atomically.  Failure only costs speed next time, so
@@ -807,11 +1069,11 @@ cache_write(const char *mdpath, const struct entry_list *l,
 {
 	bool complete = stamp->valid && stamp->stable;
 	char path[PATH_MAX], tmp[PATH_MAX], lp[PATH_MAX + 16];
-	char line[CACHE_LINE_MAX + 64];
-	char *buf = NULL;
+	char line[CACHE_LINE_MAX + 64], head[CACHE_HEAD_ROOM];
+	char *buf = NULL, *start;
 	size_t len = 0, alloc = 0, i;
 	const char *what;
-	int fd = -1, tries, w;
+	int fd = -1, tries, w, hw;
 
 	if (join(path, sizeof(path), mdpath, CACHE_NAME) < 0)
 		return;
@@ -819,34 +1081,41 @@ cache_write(const char *mdpath, const struct entry_list *l,
 	if (w < 0 || (size_t)w >= sizeof(tmp))
 		return;
 	what = "too many messages to cache";
-	if (cache_append(&buf, &len, &alloc, CACHE_VERSION_LINE,
-			 strlen(CACHE_VERSION_LINE)) < 0)
-		goto fail;
-	/* Entries that cannot be cached (see cache_line) make the cache
-	 * incomplete: then it carries no stamp. */
-	for (i = 0; i < l->count && complete; i++)
-		if (cache_line(&l->v[i], line, sizeof(line)) < 0)
-			complete = false;
-	if (complete)
-		w = snprintf(line, sizeof(line), CACHE_DIRS_PREFIX "%" PRIu64
-			     " %" PRId64 " %ld %" PRIu64 " %" PRId64 " %ld\n",
-			     stamp->ino[0], stamp->sec[0], stamp->nsec[0],
-			     stamp->ino[1], stamp->sec[1], stamp->nsec[1]);
-	else
-		w = snprintf(line, sizeof(line), CACHE_DIRS_PREFIX "-\n");
-	if (w < 0 || cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
+	/* The lines are made once; the two header lines, which say
+	 * whether every message got one, then go into the room kept for
+	 * them in front.  Entries that cannot be cached (see cache_line)
+	 * make the cache incomplete: then it carries no stamp. */
+	memset(head, 0, sizeof(head));
+	if (cache_append(&buf, &len, &alloc, head, sizeof(head)) < 0)
 		goto fail;
 	for (i = 0; i < l->count; i++) {
 		w = cache_line(&l->v[i], line, sizeof(line));
-		if (w < 0)
+		if (w < 0) {
+			complete = false;
 			continue;
+		}
 		if (cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
 			goto fail;
 	}
+	if (complete)
+		hw = snprintf(head, sizeof(head), "%s" CACHE_DIRS_PREFIX
+			      "%" PRIu64 " %" PRId64 " %ld %" PRIu64 " %"
+			      PRId64 " %ld\n", CACHE_VERSION_LINE,
+			      stamp->ino[0], stamp->sec[0], stamp->nsec[0],
+			      stamp->ino[1], stamp->sec[1], stamp->nsec[1]);
+	else
+		hw = snprintf(head, sizeof(head), "%s" CACHE_DIRS_PREFIX "-\n",
+			      CACHE_VERSION_LINE);
+	if (hw < 0 || (size_t)hw >= sizeof(head))
+		goto fail;
+	start = buf + sizeof(head) - (size_t)hw;
+	memcpy(start, head, (size_t)hw);
 	w = snprintf(line, sizeof(line), "%s%016" PRIx64 "\n",
-		     CACHE_CHECKSUM_PREFIX, cache_sum(buf, len));
+		     CACHE_CHECKSUM_PREFIX,
+		     cache_sum(start, (size_t)(buf + len - start)));
 	if (cache_append(&buf, &len, &alloc, line, (size_t)w) < 0)
 		goto fail;
+	start = buf + sizeof(head) - (size_t)hw;
 
 	/* A leftover from a dead process with the same pid is ours. */
 	for (tries = 0; tries < 2; tries++) {
@@ -860,7 +1129,7 @@ cache_write(const char *mdpath, const struct entry_list *l,
 		what = strerror(errno);
 		goto fail;
 	}
-	if (write_all(fd, buf, len) < 0) {
+	if (write_all(fd, start, (size_t)(buf + len - start)) < 0) {
 		what = strerror(errno);
 		close(fd);
 		goto fail_unlink;
@@ -881,35 +1150,93 @@ fail:
 
 /* ---- sizes ------------------------------------------------------------------- */
 
-/* Count the CRLF size of e by reading it.  1 counted, 0 the message is
- * gone (e->dropped set), -1 error. */
-static int
-count_size(const char *mdpath, struct entry *e, enum maildrop_error *err_r,
-	   const char **error_r)
+/* How reading a message for its size went. */
+enum count_result {
+	COUNT_OK,
+	COUNT_NOT_REGULAR,      /* or fstat failed (errno set) */
+	COUNT_TOO_LARGE,
+	COUNT_READ_ERROR,       /* errno set */
+	COUNT_SHRANK
+};
+
+/* Read the open message fd into buf (READ_CHUNK bytes) and set e's
+ * size, raw size and mtime.  *cold: set when the first read finds the
+ * data outside the page cache (then the caller reads ahead); when
+ * already set, not looked at. */
+static enum count_result
+count_fd(int fd, struct entry *e, unsigned char *buf, bool *cold)
 {
-	char path[PATH_MAX], lp[PATH_MAX + 16], *moved;
-	unsigned char *buf = NULL;
 	struct crlf_count cc;
 	struct stat st;
 	uint64_t left;
 	ssize_t r;
-	int fd = -1, ret = -1;
+	bool first = true;
 
-	if (join(path, sizeof(path), mdpath, e->name) < 0) {
-		*err_r = MAILDROP_ERR_PERM;
-		*error_r = "Maildir path is too long";
-		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return COUNT_NOT_REGULAR;
+	e->raw_size = (uint64_t)st.st_size;
+	if (e->raw_size > MAILDROP_MAX_MESSAGE_SIZE)
+		return COUNT_TOO_LARGE;
+	e->mtime = (int64_t)st.st_mtime;
+	e->dev = st.st_dev;
+	e->ino = st.st_ino;
+	e->statted = true;
+	crlf_count_init(&cc);
+	for (left = e->raw_size; left > 0; left -= (uint64_t)r) {
+		size_t want = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
+
+		r = -1;
+#ifdef RWF_NOWAIT
+		if (first && !*cold) {
+			struct iovec iov = { buf, want };
+
+			r = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+			if (r < 0 && errno == EAGAIN)
+				*cold = true;
+		}
+#endif
+		if (r < 0)
+			r = read(fd, buf, want);
+		first = false;
+		if (r < 0 && errno == EINTR) {
+			r = 0;
+			continue;
+		}
+		/* Maildir messages never change; one that shrinks while we
+		 * read it is being damaged by someone. */
+		if (r < 0)
+			return COUNT_READ_ERROR;
+		if (r == 0)
+			return COUNT_SHRANK;
+		crlf_count_feed(&cc, buf, (size_t)r);
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	e->size = crlf_count_finish(&cc);
+	return COUNT_OK;
+}
+
+/* O_NONBLOCK: a FIFO put in a message's place must not hang the session
+ * (fstat then refuses it); regular files ignore it. */
+#define MSG_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | \
+			O_NONBLOCK)
+
+/* Count the CRLF size of e by reading it into buf (READ_CHUNK bytes),
+ * following a move to cur/ and reporting every failure: the careful
+ * path, for what count_fast left.  1 counted, 0 the message is gone
+ * (e->dropped set), -1 error. */
+static int
+count_size(const char *mdpath, const int dfd[2], struct entry *e,
+	   unsigned char *buf, enum maildrop_error *err_r,
+	   const char **error_r)
+{
+	char lp[PATH_MAX + 16], *moved;
+	bool cold = true;
+	int fd, ret = -1;
+
+	fd = msg_openat(mdpath, dfd, e->name, MSG_OPEN_FLAGS);
 	if (fd < 0 && errno == ENOENT) {
 		switch (find_moved(mdpath, e->base, &moved)) {
 		case 1:
 			/* The base name stays; only SUB/FILE changes. */
-			if (join(path, sizeof(path), mdpath, moved) < 0) {
-				free(moved);
-				errno = ENAMETOOLONG;
-				break;
-			}
 			{
 				const char *nb;
 				char *nn = entry_name("cur", moved + 4, &nb);
@@ -922,9 +1249,9 @@ count_size(const char *mdpath, struct entry *e, enum maildrop_error *err_r,
 				free(e->name);
 				e->name = nn;
 				e->base = nb;
+				e->name_nl = strchr(nn, '\n') != NULL;
 			}
-			fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-				  O_NOCTTY);
+			fd = msg_openat(mdpath, dfd, e->name, MSG_OPEN_FLAGS);
 			if (fd < 0 && errno == ENOENT) {
 				e->dropped = true;
 				return 0;
@@ -940,55 +1267,190 @@ count_size(const char *mdpath, struct entry *e, enum maildrop_error *err_r,
 	if (fd < 0) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = maildir_err("cannot open %s: %s",
-				       logpath(lp, sizeof(lp), path),
-				       strerror(errno));
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	switch (count_fd(fd, e, buf, &cold)) {
+	case COUNT_OK:
+		ret = 1;
+		break;
+	case COUNT_NOT_REGULAR:
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = maildir_err("%s is not a regular file",
-				       logpath(lp, sizeof(lp), path));
-		goto cleanup;
-	}
-	if ((uint64_t)st.st_size > MAILDROP_MAX_MESSAGE_SIZE) {
+			msg_logpath(lp, sizeof(lp), mdpath, e->name));
+		break;
+	case COUNT_TOO_LARGE:
 		*err_r = MAILDROP_ERR_PERM;
-		*error_r = maildir_err("message %s is too large",
-				       logpath(lp, sizeof(lp), path));
-		goto cleanup;
-	}
-	e->raw_size = (uint64_t)st.st_size;
-	e->mtime = (int64_t)st.st_mtime;
-	buf = malloc(READ_CHUNK);
-	if (buf == NULL) {
+		*error_r = maildir_err("message %s is too large (%" PRIu64
+			" bytes, the limit is %llu)",
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			e->raw_size, MAILDROP_MAX_MESSAGE_SIZE);
+		break;
+	case COUNT_READ_ERROR:
 		*err_r = MAILDROP_ERR_TEMP;
-		*error_r = "out of memory reading a message";
-		goto cleanup;
+		*error_r = maildir_err("cannot read %s: %s",
+			msg_logpath(lp, sizeof(lp), mdpath, e->name),
+			strerror(errno));
+		break;
+	case COUNT_SHRANK:
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = maildir_err("cannot read %s: file shrank while "
+			"reading", msg_logpath(lp, sizeof(lp), mdpath, e->name));
+		break;
 	}
-	crlf_count_init(&cc);
-	for (left = e->raw_size; left > 0; left -= (uint64_t)r) {
-		r = read(fd, buf, left < READ_CHUNK ? (size_t)left : READ_CHUNK);
-		if (r < 0 && errno == EINTR) {
-			r = 0;
-			continue;
-		}
-		if (r <= 0) {
-			/* Maildir messages never change; one that shrinks
-			 * while we read it is being damaged by someone. */
-			*err_r = MAILDROP_ERR_TEMP;
-			*error_r = maildir_err("cannot read %s: %s",
-				logpath(lp, sizeof(lp), path),
-				r == 0 ? "file shrank while reading" :
-				strerror(errno));
-			goto cleanup;
-		}
-		crlf_count_feed(&cc, buf, (size_t)r);
-	}
-	e->size = crlf_count_finish(&cc);
-	ret = 1;
-cleanup:
-	free(buf);
 	close(fd);
 	return ret;
+}
+
+/* How many messages count_fast keeps open ahead of the one it reads
+ * once their data is found outside the page cache: their reads are
+ * started at open (posix_fadvise), so that many are in flight instead
+ * of one synchronous read after another. */
+#define COUNT_LOOKAHEAD 32
+
+/* The common case, quickly: open each of todo[0..n) relative to its
+ * directory and count it, in the order given.  A message that cannot be
+ * counted so (gone, moved, not regular, too large, a read error, no
+ * descriptor left) is left as it is for count_size, which handles or
+ * reports it; e->size_known tells which were counted. */
+static void
+count_fast(struct entry **todo, size_t n, const int dfd[2],
+	   unsigned char *buf, bool *cold)
+{
+	int ring[COUNT_LOOKAHEAD];
+	size_t opened = 0, i;
+
+	for (i = 0; i < n; i++) {
+		size_t ahead = *cold ? COUNT_LOOKAHEAD : 1;
+		int fd;
+
+		for (; opened < n && opened < i + ahead; opened++) {
+			struct entry *e = todo[opened];
+			const char *rel;
+			int dirfd = msg_dirfd(dfd, e->name, &rel);
+
+			fd = dirfd < 0 ? -1 :
+				openat(dirfd, rel, MSG_OPEN_FLAGS);
+#ifdef POSIX_FADV_WILLNEED
+			if (fd >= 0 && *cold)
+				(void)posix_fadvise(fd, 0, 0,
+						    POSIX_FADV_WILLNEED);
+#endif
+			ring[opened % COUNT_LOOKAHEAD] = fd;
+		}
+		fd = ring[i % COUNT_LOOKAHEAD];
+		if (fd < 0)
+			continue;
+		if (count_fd(fd, todo[i], buf, cold) == COUNT_OK)
+			todo[i]->size_known = true;
+		close(fd);
+	}
+}
+
+/* Counting is mostly system calls (open, fstat, read, close), which
+ * wait for the disk when the page cache is cold: with many messages to
+ * count, COUNT_THREADS threads in all (this one and helpers) take
+ * batches of them in turn.  That is more threads than CPUs on a small
+ * machine on purpose: with the data cached they share the CPUs at no
+ * loss, and with it on disk more reads are in flight (on two CPUs, four
+ * threads list a cold Maildir about twice as fast as two).  The
+ * helpers only run count_fast, which touches nothing but its own
+ * entries and buffer; whatever it leaves is done afterwards by
+ * count_size, in this thread.  They are gone when maildir_open
+ * returns. */
+#define COUNT_THREADS 4
+#define COUNT_PARALLEL_MIN 1024
+#define COUNT_BATCH 256
+
+struct count_work {
+	struct entry **todo;
+	size_t n;
+	const int *dfd;
+	atomic_size_t next;     /* the first entry of the next batch */
+};
+
+struct count_worker {
+	struct count_work *work;
+	unsigned char *buf;
+	pthread_t thread;
+};
+
+static void
+count_batches(struct count_work *w, unsigned char *buf)
+{
+	bool cold = false;
+	size_t from;
+
+	while ((from = atomic_fetch_add(&w->next, COUNT_BATCH)) < w->n)
+		count_fast(w->todo + from, w->n - from < COUNT_BATCH ?
+			   w->n - from : COUNT_BATCH, w->dfd, buf, &cold);
+}
+
+static void *
+count_thread(void *arg)
+{
+	struct count_worker *cw = arg;
+
+	count_batches(cw->work, cw->buf);
+	return NULL;
+}
+
+/* Count todo[0..n) with count_fast, in parallel when it is worth it.
+ * buf is READ_CHUNK bytes for this thread; a thread that cannot be had
+ * (memory, process limits) only means fewer of them. */
+static void
+count_parallel(struct entry **todo, size_t n, const int dfd[2],
+	       unsigned char *buf)
+{
+	struct count_worker workers[COUNT_THREADS - 1];
+	struct count_work w;
+	sigset_t all, old;
+	pthread_attr_t attr;
+	size_t want = 0, started = 0, i;
+
+	w.todo = todo;
+	w.n = n;
+	w.dfd = dfd;
+	atomic_init(&w.next, 0);
+	if (n >= COUNT_PARALLEL_MIN)
+		want = COUNT_THREADS - 1;
+	if (want > 0 && pthread_attr_init(&attr) == 0) {
+		(void)pthread_attr_setstacksize(&attr, 256 * 1024);
+		/* Signals stay with this thread. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		for (i = 0; i < want; i++) {
+			struct count_worker *cw = &workers[started];
+
+			cw->work = &w;
+			cw->buf = malloc(READ_CHUNK);
+			if (cw->buf == NULL)
+				break;
+			if (pthread_create(&cw->thread, &attr, count_thread,
+					   cw) != 0) {
+				free(cw->buf);
+				break;
+			}
+			started++;
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+	}
+	count_batches(&w, buf);
+	for (i = 0; i < started; i++) {
+		pthread_join(workers[i].thread, NULL);
+		free(workers[i].buf);
+	}
+}
+
+static int
+entry_ino_cmp(const void *a, const void *b)
+{
+	const struct entry *x = *(struct entry *const *)a;
+	const struct entry *y = *(struct entry *const *)b;
+
+	return (x->ino > y->ino) - (x->ino < y->ino);
 }
 
 /* ---- driver ------------------------------------------------------------------ */
@@ -1041,9 +1503,12 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 	     const char **error_r)
 {
 	struct entry_list l = { NULL, 0, 0 };
+	int dfd[2] = { -1, -1 };
+	unsigned char *buf = NULL;
+	struct entry **todo = NULL;
 	struct dirstamp stamp;
 	struct cache c;
-	size_t i, n, used = 0;
+	size_t i, n, ntodo = 0, used = 0;
 	bool changed;
 	int ret = -1;
 
@@ -1064,15 +1529,24 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 			goto cleanup;
 		}
 	}
-	if (scan_dir(md->path, "new", &l, err_r, error_r) < 0 ||
-	    scan_dir(md->path, "cur", &l, err_r, error_r) < 0)
+	if (scan_dir(md->path, SUB_NEW, dfd, &l, err_r, error_r) < 0 ||
+	    scan_dir(md->path, SUB_CUR, dfd, &l, err_r, error_r) < 0)
 		goto cleanup;
-	qsort(l.v, l.count, sizeof(*l.v), entry_cmp);
-	entries_dedup(&l);
+	if (entries_sort(&l) < 0) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "out of memory listing the Maildir";
+		goto cleanup;
+	}
+	if (entries_dedup(md->path, dfd, &l, err_r, error_r) < 0)
+		goto cleanup;
 
 	/* Rewrite a cache that could now carry a stamp it lacks. */
 	changed = c.invalid || (stamp.valid && stamp.stable &&
 				!stamp_equal(&c.stamp, &stamp));
+	/* Sizes from the cache where it is right; the other messages are
+	 * counted below. */
+	if (l.count > 0 && (todo = calloc(l.count, sizeof(*todo))) == NULL)
+		goto nomem;
 	for (i = 0; i < l.count; i++) {
 		struct entry *e = &l.v[i];
 		struct cache_ent *ce;
@@ -1080,17 +1554,39 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 		if (e->dropped)
 			continue;
 		ce = entry_cacheable(e) ? cache_find(&c, e->base) : NULL;
-		if (ce != NULL && ce->raw_size == e->raw_size &&
-		    ce->mtime == e->mtime) {
-			if (!ce->used)
-				used++;
-			ce->used = true;
-			e->size = ce->size;
-			continue;
+		if (ce != NULL) {
+			/* Gone by now: count_size follows a move. */
+			int r = e->statted ? 1 :
+				entry_stat(md->path, dfd, e, err_r, error_r);
+
+			if (r < 0)
+				goto cleanup;
+			if (e->dropped)
+				continue;
+			if (r > 0 && ce->raw_size == e->raw_size &&
+			    ce->mtime == e->mtime) {
+				if (!ce->used)
+					used++;
+				ce->used = true;
+				e->size = ce->size;
+				continue;
+			}
 		}
-		if (count_size(md->path, e, err_r, error_r) < 0)
+		todo[ntodo++] = e;
+	}
+	/* In inode order: on a cold cache, the inodes (and, as they are
+	 * usually allocated alike, the data) are then read in disk order
+	 * rather than in the directory's hash order. */
+	qsort(todo, ntodo, sizeof(*todo), entry_ino_cmp);
+	if (ntodo > 0 && (buf = malloc(READ_CHUNK)) == NULL)
+		goto nomem;
+	count_parallel(todo, ntodo, dfd, buf);
+	for (i = 0; i < ntodo; i++) {
+		if (!todo[i]->size_known &&
+		    count_size(md->path, dfd, todo[i], buf, err_r,
+			       error_r) < 0)
 			goto cleanup;
-		if (entry_cacheable(e))
+		if (entry_cacheable(todo[i]))
 			changed = true;
 	}
 	/* Entries of deleted messages are pruned by rewriting. */
@@ -1138,6 +1634,10 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 		md->count++;
 	}
 	ret = 0;
+	goto cleanup;
+nomem:
+	*err_r = MAILDROP_ERR_TEMP;
+	*error_r = "out of memory listing the Maildir";
 cleanup:
 	if (ret < 0) {
 		for (i = 0; i < md->count; i++)
@@ -1147,6 +1647,11 @@ cleanup:
 		md->count = 0;
 		md->total_size = 0;
 	}
+	for (i = 0; i < 2; i++)
+		if (dfd[i] >= 0)
+			close(dfd[i]);
+	free(buf);
+	free(todo);
 	entries_free(&l);
 	cache_free(&c);
 	return ret;

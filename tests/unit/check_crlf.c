@@ -441,6 +441,79 @@ START_TEST(test_random_long_lines)
 }
 END_TEST
 
+/* The size by the definition, one byte at a time: every LF not after a
+ * CR gains a CR, and a last line without LF gains a CRLF. */
+static uint64_t
+naive_size(const unsigned char *in, size_t len)
+{
+	uint64_t size = len;
+
+	for (size_t i = 0; i < len; i++)
+		if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
+			size++;
+	if (len > 0 && in[len - 1] != '\n')
+		size += 2;
+	return size;
+}
+
+/* Sizes of long inputs, which the counter takes many bytes at a time:
+ * random text of varying LF and CR density, LF-only and CRLF-only runs
+ * longer than a counter lane can hold, no final newline, at every
+ * alignment and cut into random pieces. */
+START_TEST(test_count_random_long)
+{
+	static const size_t lens[] = { 0, 1, 15, 16, 17, 31, 32, 33, 4079,
+				       4080, 4081, 4096, 8191, 20000 };
+	enum { MAXLEN = 20000, PAD = 16 };
+	unsigned char *mem = malloc(MAXLEN + PAD);
+
+	ck_assert_ptr_nonnull(mem);
+	rng_state = 0x2545f4914f6cdd1dULL;
+	for (int iter = 0; iter < 3000; iter++) {
+		size_t len = iter < 200 ? lens[iter % (sizeof(lens) /
+						       sizeof(lens[0]))] :
+			(size_t)(rng() % (MAXLEN + 1));
+		size_t off = (size_t)(rng() % PAD);
+		unsigned char *in = mem + off;
+		unsigned int kind = (unsigned int)(rng() % 6);
+		unsigned int lf_odds = 1 + (unsigned int)(rng() % 80);
+		uint64_t want;
+
+		for (size_t i = 0; i < len; i++) {
+			switch (kind) {
+			case 0:         /* all LF: every lane counts */
+				in[i] = '\n';
+				break;
+			case 1:         /* CRLF throughout: nothing to add */
+				in[i] = i % 2 == 0 ? '\r' : '\n';
+				break;
+			case 2:         /* mixed line ends, bare CRs */
+				in[i] = "\r\na\n"[rng() % 4];
+				break;
+			default:        /* text with lines of random length */
+				in[i] = rng() % lf_odds == 0 ? '\n' :
+					rng() % 50 == 0 ? '\r' :
+					(unsigned char)('a' + rng() % 26);
+				break;
+			}
+		}
+		if (len > 0 && rng() % 3 == 0)
+			in[len - 1] = 'z';      /* no final newline */
+		want = naive_size(in, len);
+		ck_assert_msg(count_chunked(in, len, 0) == want,
+			      "iteration %d (kind %u, %zu bytes at +%zu): "
+			      "%llu, want %llu", iter, kind, len, off,
+			      (unsigned long long)count_chunked(in, len, 0),
+			      (unsigned long long)want);
+		ck_assert_uint_eq(count_chunked(in, len,
+			1 + (size_t)(rng() % (len + 1))), want);
+		ck_assert_uint_eq(count_chunked(in, len,
+			1 + (size_t)(rng() % 40)), want);
+	}
+	free(mem);
+}
+END_TEST
+
 /* TOP. */
 
 static void
@@ -541,6 +614,7 @@ crlf_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_random_invariant);
 	tcase_add_test(tc, test_random_long_lines);
+	tcase_add_test(tc, test_count_random_long);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("top");

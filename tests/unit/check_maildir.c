@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -144,6 +145,18 @@ md_open(void)
 	ck_assert_msg(md != NULL, "open failed: %s", error);
 	ck_assert_int_eq(err, MAILDROP_OK);
 	return md;
+}
+
+/* Open, and return the total size (the count must be 3). */
+static uint64_t
+md_open_count_total(void)
+{
+	struct maildrop *md = md_open();
+	uint64_t total = md->total_size;
+
+	ck_assert_uint_eq(md->count, 3);
+	maildrop_close(&md);
+	return total;
 }
 
 static size_t
@@ -365,7 +378,8 @@ START_TEST(test_order)
 	puts_md("new/999.M2.host", "a\n");
 	puts_md("cur/1500.M3.host:2,S", "d\n");
 	puts_md("cur/1000.M0.host:2,", "c\n");
-	/* Not messages: dotfiles, directories, symlinks, tmp/. */
+	/* Not messages: dotfiles, directories, symlinks, FIFOs (which
+	 * must not even be opened: that would wait for a writer), tmp/. */
 	puts_md("new/.hidden", "x\n");
 	puts_md("tmp/1.being-delivered", "x\n");
 	md_path(p, sizeof(p), "cur/1200.dir");
@@ -373,6 +387,8 @@ START_TEST(test_order)
 	md_path(p, sizeof(p), "new/1100.link");
 	md_path(q, sizeof(q), "new/999.M2.host");
 	ck_assert_int_eq(symlink(q, p), 0);
+	md_path(p, sizeof(p), "new/1300.fifo");
+	ck_assert_int_eq(mkfifo(p, 0600), 0);
 
 	md = md_open();
 	ck_assert_uint_eq(md->count, 4);
@@ -385,6 +401,103 @@ START_TEST(test_order)
 	ck_assert_uint_eq(md->total_size, 12);
 	ck_assert(!md->msgs[0].deleted);
 	ck_assert_int_eq(md->msgs[0].offset, 0);
+	maildrop_close(&md);
+}
+END_TEST
+
+/* The listing's order is strverscmp's on the base names (the name
+ * itself breaks ties), however the driver computes it: random names
+ * made of digit runs with and without leading zeros, long numbers,
+ * dots and letters, in new/ and in cur/ with flags. */
+static uint64_t order_rng_state;
+
+static unsigned int
+order_rng(unsigned int n)
+{
+	order_rng_state ^= order_rng_state >> 12;
+	order_rng_state ^= order_rng_state << 25;
+	order_rng_state ^= order_rng_state >> 27;
+	return (unsigned int)((order_rng_state * 0x2545F4914F6CDD1DULL)
+			      >> 33) % n;
+}
+
+static const char *
+base_of(const char *name)
+{
+	static char buf[NAME_MAX + 1];
+	const char *file = strchr(name, '/') + 1;
+
+	snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(file, ":"), file);
+	return buf;
+}
+
+static int
+order_cmp(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	char bx[NAME_MAX + 1];
+	int c;
+
+	snprintf(bx, sizeof(bx), "%s", base_of(x));
+	c = strverscmp(bx, base_of(y));
+	return c != 0 ? c : strcmp(x, y);
+}
+
+START_TEST(test_order_random)
+{
+	static const char *const parts[] = {
+		"0", "00", "007", "1", "9", "10", "99", "100", "1700000000",
+		"1699999999", "12345678901234567890", "9999999999999999999",
+		"10000000000000000000", ".", ".M", "P", "a", "_", "x.y",
+		".M12345P", ".M123456P" };
+	enum { N = 800 };
+	char *want[N];
+	struct maildrop *md;
+	size_t n = 0, i;
+
+	order_rng_state = 0x853c49e6748fea9bULL;
+	while (n < N) {
+		char base[128] = "", name[160];
+		unsigned int k = 1 + order_rng(6);
+
+		/* Half share a leading time, as in a busy Maildir; what
+		 * follows it decides. */
+		if (order_rng(2) == 0)
+			strcat(base, "1700000000");
+
+		for (unsigned int j = 0; j < k; j++) {
+			const char *part;
+
+			do
+				part = parts[order_rng(sizeof(parts) /
+						       sizeof(parts[0]))];
+			while (j == 0 && part[0] == '.');
+			strcat(base, part);
+		}
+		if (order_rng(2) == 0)
+			snprintf(name, sizeof(name), "new/%s", base);
+		else
+			snprintf(name, sizeof(name), "cur/%s:2,%s", base,
+				 order_rng(2) == 0 ? "S" : "");
+		if (exists(name))
+			continue;
+		puts_md(name, "m\n");
+		want[n] = strdup(name);
+		ck_assert_ptr_nonnull(want[n]);
+		n++;
+	}
+	qsort(want, n, sizeof(want[0]), order_cmp);
+	md = maildrop_open(&maildrop_maildir, mdpath, MAILDROP_NO_CACHE,
+			   &(enum maildrop_error){ 0 }, &(const char *){ NULL });
+	ck_assert_ptr_nonnull(md);
+	/* Files of one base name that are distinct all stay. */
+	ck_assert_uint_eq(md->count, n);
+	for (i = 0; i < n; i++) {
+		ck_assert_msg(strcmp(md->msgs[i].name, want[i]) == 0,
+			      "position %zu: %s, want %s", i,
+			      md->msgs[i].name, want[i]);
+		free(want[i]);
+	}
 	maildrop_close(&md);
 }
 END_TEST
@@ -530,6 +643,126 @@ START_TEST(test_sizes)
 	ck_assert_uint_eq(md->msgs[3].size, 0);
 	ck_assert_uint_eq(md->msgs[6].size, big_len + big_lines);
 	maildrop_close(&md);
+}
+END_TEST
+
+/* Many messages, so that sizes are counted the fast way, in batches
+ * (and in parallel), with their data read ahead when it is not in the
+ * page cache (it is dropped here where the system allows): every size
+ * must still be the one the definition gives.  Random contents: LF and
+ * CRLF line ends, bare CRs, empty files, no final newline, sizes from 0
+ * to 70,000 bytes (more than one read).  Then again with so few
+ * descriptors left that most opens of the fast way fail: the messages
+ * it leaves are counted the careful way, with the same result. */
+enum { MANY = 1500, MANY_BIG = 70000 };
+static uint64_t many_rng_state;
+static uint64_t many_want[MANY];
+
+static uint64_t
+many_rng(void)
+{
+	many_rng_state ^= many_rng_state >> 12;
+	many_rng_state ^= many_rng_state << 25;
+	many_rng_state ^= many_rng_state >> 27;
+	return many_rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+static void
+many_name(size_t i, char *rel, size_t size)
+{
+	snprintf(rel, size, "%s/%zu.M%zu.host%s", i % 3 == 0 ? "new" : "cur",
+		 1000000 + i, i, i % 3 == 0 ? "" : ":2,S");
+}
+
+/* Written back, clean pages can be dropped.  Only these files' data is
+ * written (not the whole filesystem, nor a journal commit per file). */
+static void
+many_drop_pages(void)
+{
+	char rel[64], p[PATH_MAX];
+	int fd;
+
+	for (size_t i = 0; i < MANY; i++) {
+		many_name(i, rel, sizeof(rel));
+		md_path(p, sizeof(p), rel);
+		fd = open(p, O_RDONLY);
+		ck_assert_int_ge(fd, 0);
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		close(fd);
+	}
+	for (size_t i = 0; i < MANY; i++) {
+		many_name(i, rel, sizeof(rel));
+		md_path(p, sizeof(p), rel);
+		fd = open(p, O_RDONLY);
+		ck_assert_int_ge(fd, 0);
+		(void)sync_file_range(fd, 0, 0,
+				      SYNC_FILE_RANGE_WAIT_BEFORE |
+				      SYNC_FILE_RANGE_WRITE |
+				      SYNC_FILE_RANGE_WAIT_AFTER);
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(fd);
+	}
+}
+
+static void
+many_check(unsigned int flags)
+{
+	enum maildrop_error err;
+	const char *error;
+	struct maildrop *md;
+	uint64_t total = 0;
+
+	md = maildrop_open(&maildrop_maildir, mdpath, flags, &err, &error);
+	ck_assert_msg(md != NULL, "open failed: %s", error);
+	ck_assert_uint_eq(md->count, MANY);
+	for (size_t i = 0; i < MANY; i++) {
+		ck_assert_msg(md->msgs[i].size == many_want[i],
+			      "message %zu (%s): %" PRIu64 ", want %" PRIu64,
+			      i, md->msgs[i].name, md->msgs[i].size,
+			      many_want[i]);
+		total += many_want[i];
+	}
+	ck_assert_uint_eq(md->total_size, total);
+	maildrop_close(&md);
+}
+
+START_TEST(test_sizes_many)
+{
+	unsigned char *data = malloc(MANY_BIG);
+	struct rlimit rl;
+
+	ck_assert_ptr_nonnull(data);
+	many_rng_state = 0x9e3779b97f4a7c15ULL;
+	for (size_t i = 0; i < MANY; i++) {
+		char rel[64];
+		size_t len = many_rng() % 8 == 0 ? 0 :
+			(size_t)(many_rng() % (i % 100 == 0 ? MANY_BIG : 3000));
+		unsigned int odds = 2 + (unsigned int)(many_rng() % 60);
+
+		for (size_t k = 0; k < len; k++) {
+			uint64_t x = many_rng() % odds;
+
+			data[k] = x == 0 ? '\n' : x == 1 ? '\r' :
+				(unsigned char)('a' + x % 26);
+		}
+		many_want[i] = len;
+		for (size_t k = 0; k < len; k++)
+			if (data[k] == '\n' && (k == 0 || data[k - 1] != '\r'))
+				many_want[i]++;
+		if (len > 0 && data[len - 1] != '\n')
+			many_want[i] += 2;
+		many_name(i, rel, sizeof(rel));
+		put(rel, data, len);
+	}
+	free(data);
+	many_drop_pages();
+	many_check(0);
+
+	many_drop_pages();
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = 24;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	many_check(MAILDROP_NO_CACHE);
 }
 END_TEST
 
@@ -780,6 +1013,39 @@ END_TEST
 /* Directories unchanged for a while: the listing itself comes from the
  * cache (no stat of the message, so a swapped content with a new mtime
  * goes unseen), until a directory changes. */
+/* The lines as the cache writes them: a negative mtime, numbers of
+ * several widths, a name with spaces; a name with a newline is left out
+ * and makes the cache incomplete ("dirs -"), and a cache read back
+ * gives the sizes it was written with. */
+START_TEST(test_cache_lines)
+{
+	char buf[4096], want[512], big[12345];
+
+	memset(big, 'x', sizeof(big));
+	big[sizeof(big) - 1] = '\n';
+	put("new/2.big", big, sizeof(big));
+	set_mtime("new/2.big", T0 + 123456);
+	puts_md("new/1.old with spaces", "a\nb");
+	set_mtime("new/1.old with spaces", -86400 * 365);
+	puts_md("cur/3.nl\nname:2,S", "x\n");
+	set_mtime("new", T0);
+	set_mtime("cur", T0);
+	ck_assert_uint_eq(md_open_count_total(), 12345 + 1 + 6 + 3);
+	read_rel("poplar-sizes", buf, sizeof(buf));
+	snprintf(want, sizeof(want), "poplar-sizes 2\ndirs -\n"
+		 "3 -31536000 6 new/1.old with spaces\n"
+		 "12345 %d 12346 new/2.big\nchecksum ", T0 + 123456);
+	ck_assert_msg(strncmp(buf, want, strlen(want)) == 0, "%s", buf);
+	ck_assert_uint_eq(strlen(buf), strlen(want) + 16 + 1);
+	/* Read back: the cached sizes, not recounted ones (all LFs
+	 * would be 24690). */
+	memset(big, '\n', sizeof(big));
+	put("new/2.big", big, sizeof(big));
+	set_mtime("new/2.big", T0 + 123456);
+	ck_assert_uint_eq(md_open_count_total(), 12345 + 1 + 6 + 3);
+}
+END_TEST
+
 START_TEST(test_cache_stamp)
 {
 	char buf[4096];
@@ -1032,6 +1298,7 @@ maildir_suite(void)
 	tcase_add_checked_fixture(tc, setup_maildir, teardown_tmpdir);
 	tcase_add_test(tc, test_empty_maildir);
 	tcase_add_test(tc, test_order);
+	tcase_add_test(tc, test_order_random);
 	tcase_add_test(tc, test_same_base_name);
 	tcase_add_test(tc, test_uidl);
 	tcase_add_test(tc, test_sizes);
@@ -1039,9 +1306,17 @@ maildir_suite(void)
 	tcase_add_test(tc, test_unreadable);
 	suite_add_tcase(s, tc);
 
+	/* Writes 1,500 files and writes them back. */
+	tc = tcase_create("many");
+	tcase_add_checked_fixture(tc, setup_maildir, teardown_tmpdir);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_sizes_many);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("cache");
 	tcase_add_checked_fixture(tc, setup_maildir, teardown_tmpdir);
 	tcase_add_test(tc, test_cache_created);
+	tcase_add_test(tc, test_cache_lines);
 	tcase_add_test(tc, test_cache_stamp);
 	tcase_add_test(tc, test_cache_disabled);
 	tcase_add_test(tc, test_cache_not_written);
