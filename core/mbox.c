@@ -952,6 +952,39 @@ rec_plausible(const struct rec *r, uint64_t limit)
 	return r->size >= r->raw_size && r->size <= 2 * r->raw_size + 2;
 }
 
+static int
+u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Are the n UIDL numbers of v distinct?  Along the mbox they usually
+ * increase, but not always: a message that changed in place gets a new
+ * number, higher than those of the messages after it.  1 yes, 0 no, -1
+ * out of memory. */
+static int
+uids_distinct(const uint64_t *v, size_t n)
+{
+	uint64_t *s;
+	size_t i;
+
+	for (i = 1; i < n && v[i] > v[i - 1]; i++)
+		;
+	if (i >= n)
+		return 1;
+	s = malloc(n * sizeof(*s));
+	if (s == NULL)
+		return -1;
+	memcpy(s, v, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), u64_cmp);
+	for (i = 1; i < n && s[i] != s[i - 1]; i++)
+		;
+	free(s);
+	return i >= n ? 1 : 0;
+}
+
 static bool
 epoch_valid(const char *e)
 {
@@ -1030,14 +1063,13 @@ index_load(const char *path, const struct stat *st, struct recs *r,
 		h.mtime_sec == (int64_t)st->st_mtim.tv_sec &&
 		h.mtime_nsec == (int64_t)st->st_mtim.tv_nsec;
 	/* The numbers are worth something only for this very mbox, and
-	 * only when sane: strictly increasing, below the next one. */
+	 * only when sane: distinct, below the next one. */
 	if (uids != NULL && *exact_r && epoch_valid(h.epoch) &&
 	    h.next_uid >= 1 && h.next_uid <= UINT64_MAX / 2) {
 		for (i = 0; i < h.count; i++)
-			if (uids[i] < 1 || uids[i] >= h.next_uid ||
-			    (i > 0 && uids[i] <= uids[i - 1]))
+			if (uids[i] < 1 || uids[i] >= h.next_uid)
 				break;
-		if (i == h.count) {
+		if (i == h.count && uids_distinct(uids, h.count) == 1) {
 			u->uids = uids;
 			uids = NULL;
 			memcpy(u->epoch, h.epoch, 16);
@@ -1154,6 +1186,7 @@ ustate_load(const char *path, struct ustate *u)
 	struct stat st;
 	size_t len, lines = 0, n = 0;
 	uint64_t v;
+	bool increasing = true;
 	int fd, ret = -1;
 
 	memset(u, 0, sizeof(*u));
@@ -1231,12 +1264,26 @@ ustate_load(const char *path, struct ustate *u)
 		if (parse_uint(p, 1, u->next - 1, &v) < 0 ||
 		    unhex(sp + 1, u->v[n].id, ID_LEN) < 0)
 			goto cleanup;
-		/* Numbers only grow along the file. */
 		if (n > 0 && v <= u->v[n - 1].uid)
-			goto cleanup;
+			increasing = false;
 		u->v[n].uid = v;
 		u->v[n].order = n;
 		n++;
+	}
+	/* A number given twice would be two messages with one UIDL. */
+	if (!increasing) {
+		uint64_t *nums = malloc(n * sizeof(*nums));
+		size_t i;
+		int d;
+
+		if (nums == NULL)
+			goto cleanup;
+		for (i = 0; i < n; i++)
+			nums[i] = u->v[i].uid;
+		d = uids_distinct(nums, n);
+		free(nums);
+		if (d != 1)
+			goto cleanup;
 	}
 	u->count = n;
 	ret = 1;

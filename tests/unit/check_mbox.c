@@ -468,6 +468,100 @@ START_TEST(test_uidl_persistence)
 }
 END_TEST
 
+/* The checksum that ends the UIDL state file: FNV-1a, 64 bits. */
+static uint64_t
+state_checksum(const char *p, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* A message changed in place in the middle of the mbox gets a new number,
+ * higher than those of the messages after it: the state keeps numbers in
+ * mbox order, so they no longer increase along the file, and that is no
+ * damage.  Every later login, from the state or from the index, gives
+ * the same UIDLs. */
+START_TEST(test_uidl_changed_middle)
+{
+	char a[8][POP3_UIDL_MAX + 1], b[8][POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+	size_t i, len, round;
+	char *s, *subj;
+
+	make_mbox(5, 2);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, a, 8), 5);
+	maildrop_close(&md);
+	/* Same size, other bytes: message 3 (1-based) is another one. */
+	s = read_file(mboxpath, &len);
+	subj = strstr(s, "Subject: 2\n");
+	ck_assert_ptr_nonnull(subj);
+	subj[9] = 'X';
+	write_file(mboxpath, s, len);
+	free(s);
+	/* Written within the same clock tick, the mbox may keep its stamp:
+	 * that case is test_index_same_stamp's. */
+	unlink(indexpath);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, b, 8), 5);
+	maildrop_close(&md);
+	for (i = 0; i < 5; i++) {
+		if (i == 2)
+			ck_assert_str_ne(b[i], a[i]);
+		else
+			ck_assert_str_eq(b[i], a[i]);
+	}
+	/* Again: with the index, from the state alone, without the index
+	 * file at all. */
+	for (round = 0; round < 3; round++) {
+		enum maildrop_error err;
+		const char *error = NULL;
+
+		if (round == 2)
+			unlink(indexpath);
+		md = maildrop_open(&maildrop_mbox, mboxpath, round == 1 ?
+				   MAILDROP_NO_CACHE : 0, &err, &error);
+		ck_assert_msg(md != NULL, "open failed: %s",
+			      error ? error : "?");
+		ck_assert_uint_eq(md->count, 5);
+		for (i = 0; i < 5; i++)
+			ck_assert_msg(strcmp(md->msgs[i].uidl, b[i]) == 0,
+				      "round %zu, message %zu: %s, want %s",
+				      round, i, md->msgs[i].uidl, b[i]);
+		maildrop_close(&md);
+	}
+	ck_assert_ptr_null(strstr(log_text(), "damaged"));
+	/* But a number given twice is damage, even with a good checksum. */
+	{
+		char *st = read_file(uidlpath, &len), *l1, *l3, *sum;
+
+		l1 = strchr(strchr(strchr(st, '\n') + 1, '\n') + 1, '\n') + 1;
+		l3 = strchr(strchr(l1, '\n') + 1, '\n') + 1;
+		ck_assert(l1[0] == '1' && l1[1] == ' ');
+		ck_assert(l3[0] == '6' && l3[1] == ' ');
+		l3[0] = '1';
+		sum = strstr(st, "checksum ");
+		ck_assert_ptr_nonnull(sum);
+		snprintf(sum + 9, 18, "%016llx\n", (unsigned long long)
+			 state_checksum(st, (size_t)(sum - st)));
+		write_file(uidlpath, st, len);
+		free(st);
+		unlink(indexpath);
+		md = open_ok();
+		ck_assert_ptr_nonnull(strstr(log_text(), "damaged"));
+		for (i = 0; i < 5; i++)
+			ck_assert_str_ne(md->msgs[i].uidl, b[i]);
+		maildrop_close(&md);
+	}
+}
+END_TEST
+
 /* Mail appended during a session is not seen and survives the update. */
 START_TEST(test_append_during_session)
 {
@@ -1340,6 +1434,7 @@ mbox_suite(void)
 	tcase_add_test(tc, test_edges);
 	tcase_add_test(tc, test_long_lines);
 	tcase_add_test(tc, test_uidl_persistence);
+	tcase_add_test(tc, test_uidl_changed_middle);
 	tcase_add_test(tc, test_append_during_session);
 	tcase_add_test(tc, test_outside_rewrite);
 	tcase_add_test(tc, test_index);
