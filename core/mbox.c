@@ -26,7 +26,7 @@
  *
  * UIDLs.  Each message gets a number from a per-maildrop counter, written
  * in .NAME.uidl together with a digest of the message (its "From " line,
- * its size and its first 4 KiB): a message keeps its number for as long
+ * its size and its first 1 KiB): a message keeps its number for as long
  * as it stays, whatever happens to the others, and a number is never
  * given again.  The UIDL is "EPOCH.NUMBER" where EPOCH is random and
  * chosen when the state file is created: a lost state file yields all
@@ -66,10 +66,18 @@
 #include "util.h"
 
 /* Bytes of the "From " line and of the content that go into a message's
- * digest: enough to tell messages apart (envelope sender, delivery time,
- * Received and Message-ID headers), bounded whatever the message. */
+ * digest, bounded whatever the message.  The digest has to tell messages
+ * apart and to know a message again after another program rewrote the
+ * mbox.  The "From " line gives the envelope sender and the delivery
+ * time to the second, the raw size goes in too, and the first KiB of the
+ * content holds the headers the delivering MTA put first: its Received
+ * line with its queue id and time, usually Return-Path and Delivered-To,
+ * often Message-ID and Date.  Two deliveries alike in all of that are
+ * as good as the same message (and equal messages keep their numbers
+ * in order anyway); hashing more only costs time: on a cold login the
+ * digests are most of the work. */
 #define FROM_DIGEST_MAX 1024
-#define CONTENT_DIGEST_MAX 4096
+#define CONTENT_DIGEST_MAX 1024
 #define ID_LEN 16
 #define SCAN_CHUNK (1024 * 1024)
 #define COPY_CHUNK (64 * 1024)
@@ -78,8 +86,9 @@
  * memory; ~50 bytes a message covers MAILDROP_MAX_MESSAGES. */
 #define UIDL_FILE_MAX (128 * 1024 * 1024)
 #define UIDL_LINE_MAX 128
-#define UIDL_VERSION_LINE "poplar-uidl 1\n"
-#define INDEX_MAGIC "PLRMBIX2"
+#define UIDL_VERSION_PREFIX "poplar-uidl "
+#define UIDL_VERSION_LINE UIDL_VERSION_PREFIX "2\n"
+#define INDEX_MAGIC "PLRMBIX3"
 #define JOURNAL_HEADER_LEN 512
 #define JOURNAL_MAGIC "poplar-journal 1"
 
@@ -1178,7 +1187,8 @@ new_epoch(char out[17])
 	hex(r, 8, out);
 }
 
-/* 1 loaded, 0 missing, -1 unusable (damaged). */
+/* 1 loaded, 0 missing, -1 unusable (damaged), -2 another version of
+ * the format (digests computed otherwise). */
 static int
 ustate_load(const char *path, struct ustate *u)
 {
@@ -1202,6 +1212,11 @@ ustate_load(const char *path, struct ustate *u)
 	if (buf == NULL || pread_all(fd, buf, len, 0) < 0)
 		goto cleanup;
 	buf[len] = '\0';
+	if (strncmp(buf, UIDL_VERSION_LINE, strlen(UIDL_VERSION_LINE)) != 0 &&
+	    strncmp(buf, UIDL_VERSION_PREFIX, strlen(UIDL_VERSION_PREFIX)) == 0) {
+		ret = -2;
+		goto cleanup;
+	}
 	if (buf[len - 1] != '\n' || memchr(buf, '\0', len) != NULL ||
 	    strncmp(buf, UIDL_VERSION_LINE, strlen(UIDL_VERSION_LINE)) != 0)
 		goto cleanup;
@@ -1473,9 +1488,11 @@ assign_uids(struct maildrop *md, struct mbox *mb, struct index_uids *cache,
 		 * new epoch so that no old UIDL comes back. */
 		snprintf(bad, sizeof(bad), "%s.bad", mb->uidlpath);
 		(void)rename(mb->uidlpath, bad);
-		log_msg(LOG_WARNING, "mbox: UIDL state %s is damaged (kept as "
+		log_msg(LOG_WARNING, "mbox: UIDL state %s is %s (kept as "
 			".bad): rebuilt with a new epoch; clients may fetch "
-			"old messages again", lp(l, sizeof(l), mb->uidlpath));
+			"old messages again", lp(l, sizeof(l), mb->uidlpath),
+			r == -2 ? "in another version of the format" :
+			"damaged");
 	} else if (r == 0 && md->count > 0) {
 		log_msg(LOG_NOTICE, "mbox: UIDL state %s is missing: rebuilt "
 			"with a new epoch", lp(l, sizeof(l), mb->uidlpath));

@@ -562,6 +562,41 @@ START_TEST(test_uidl_changed_middle)
 }
 END_TEST
 
+/* A state file of the first version (digests over 4 KiB of content)
+ * cannot be matched: rebuilt with a new epoch, logged, kept aside. */
+START_TEST(test_uidl_old_version)
+{
+	char a[8][POP3_UIDL_MAX + 1], b[8][POP3_UIDL_MAX + 1], bad[1300];
+	struct maildrop *md;
+	size_t i, len;
+	char *st;
+
+	make_mbox(3, 1);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, a, 8), 3);
+	maildrop_close(&md);
+	st = read_file(uidlpath, &len);
+	ck_assert(strncmp(st, "poplar-uidl 2\n", 14) == 0);
+	st[12] = '1';
+	write_file(uidlpath, st, len);
+	free(st);
+	unlink(indexpath);
+	md = open_ok();
+	ck_assert_ptr_nonnull(strstr(log_text(),
+				     "in another version of the format"));
+	ck_assert_uint_eq(uidls(md, b, 8), 3);
+	for (i = 0; i < 3; i++)
+		ck_assert_str_ne(b[i], a[i]);
+	maildrop_close(&md);
+	snprintf(bad, sizeof(bad), "%s.bad", uidlpath);
+	ck_assert_int_eq(access(bad, F_OK), 0);
+	md = open_ok();
+	for (i = 0; i < 3; i++)
+		ck_assert_str_eq(md->msgs[i].uidl, b[i]);
+	maildrop_close(&md);
+}
+END_TEST
+
 /* Mail appended during a session is not seen and survives the update. */
 START_TEST(test_append_during_session)
 {
@@ -767,7 +802,7 @@ state_ids(unsigned char ids[][16], size_t max)
 }
 
 /* SHA-256 of the "From " line (1 KiB at most), the raw size (8 bytes,
- * little-endian) and the first 4 KiB of the content: the UIDL digest,
+ * little-endian) and the first 1 KiB of the content: the UIDL digest,
  * which must never change (the state files keep it). */
 static void
 ref_id(const char *buf, const struct refmsg *m, unsigned char id[16])
@@ -784,7 +819,7 @@ ref_id(const char *buf, const struct refmsg *m, unsigned char id[16])
 		cstart = m->end;
 	}
 	raw = m->end - cstart;
-	clen = raw < 4096 ? raw : 4096;
+	clen = raw < 1024 ? raw : 1024;
 	if (flen > 1024)
 		flen = 1024;
 	for (i = 0; i < 8; i++)
@@ -1435,6 +1470,7 @@ mbox_suite(void)
 	tcase_add_test(tc, test_long_lines);
 	tcase_add_test(tc, test_uidl_persistence);
 	tcase_add_test(tc, test_uidl_changed_middle);
+	tcase_add_test(tc, test_uidl_old_version);
 	tcase_add_test(tc, test_append_during_session);
 	tcase_add_test(tc, test_outside_rewrite);
 	tcase_add_test(tc, test_index);
