@@ -39,7 +39,12 @@
  * by message ("From " line digests) and only the rest is read.  It also
  * keeps the UIDL numbers, with the device, inode, size, mtime and ctime
  * of the .NAME.uidl they agree with: while that file is unchanged, a
- * login reads neither it nor the mbox, just the index, in two reads. */
+ * login reads neither it nor the mbox, just the index, in two reads.
+ *
+ * Scan.  What the index does not cover is read in one pass (see scan());
+ * from 16 MiB on, it is cut at the first message start after the middle
+ * and the second part is read by a second thread, started and joined
+ * within the scan, so that a cold login uses two CPUs. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -47,6 +52,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +87,12 @@
 #define CONTENT_DIGEST_MAX 1024
 #define ID_LEN 16
 #define SCAN_CHUNK (1024 * 1024)
+/* A scan of at least SPLIT_MIN bytes is shared by two threads; the
+ * second one's part starts at the first message at most SPLIT_SEARCH
+ * bytes after the middle. */
+#define SPLIT_MIN (16 * 1024 * 1024)
+#define SPLIT_SEARCH (8 * 1024 * 1024)
+#define SPLIT_STACK (256 * 1024)
 #define COPY_CHUNK (64 * 1024)
 
 /* State files: bounded so that a damaged or hostile file cannot eat
@@ -143,7 +156,8 @@ struct mbox {
 	struct dotlock *dotlock;
 };
 
-static char mbox_errbuf[PATH_MAX + 256];
+/* Per thread: a scan may run on two. */
+static __thread char mbox_errbuf[PATH_MAX + 256];
 
 static const char *mbox_err(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
@@ -433,7 +447,6 @@ struct scanner {
 	size_t blen;
 	EVP_MD_CTX *ctx;
 	const EVP_MD *sha256;
-	EVP_MD *fetched;                /* OpenSSL 3: fetched once */
 	struct recs *out;
 	/* the message being read */
 	bool in_from;
@@ -591,7 +604,7 @@ below(unsigned int k)
 
 /* Scan [start, end) of fd; the line at start must be a "From " line (at
  * 0 a file that does not start so is no mbox).  Appends the messages to
- * out.
+ * out; sha256 computes the digests.
  *
  * One pass, 64 bytes at a time: bitmaps of the LFs and CRs give the
  * count of LFs without a CR before them (which CRLF conversion adds a
@@ -601,30 +614,22 @@ below(unsigned int k)
  * (a running count, read at its ends), plus 2 when it does not end in
  * LF, as crlf.h defines. */
 static int
-scan(int fd, uint64_t start, uint64_t end, struct recs *out,
-     enum maildrop_error *err_r, const char **error_r)
+scan(int fd, uint64_t start, uint64_t end, const EVP_MD *sha256,
+     struct recs *out, enum maildrop_error *err_r, const char **error_r)
 {
 	struct scanner *sc = calloc(1, sizeof(*sc));
 	unsigned char *buf = malloc(SCAN_CHUNK), block[64];
 	uint64_t prev_lf = 0, prev_cr = 0, bare = 0, next;
 	int ret = -1;
 
-	if (sc != NULL) {
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-		/* Not EVP_sha256(), which OpenSSL 3 looks up at every
-		 * EVP_DigestInit_ex, under a lock. */
-		sc->sha256 = sc->fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
-#else
-		sc->sha256 = EVP_sha256();
-#endif
-	}
-	if (sc == NULL || buf == NULL || sc->sha256 == NULL ||
+	if (sc == NULL || buf == NULL ||
 	    (sc->ctx = EVP_MD_CTX_new()) == NULL) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = "out of memory reading the mbox";
 		goto cleanup;
 	}
 	sc->fd = fd;
+	sc->sha256 = sha256;
 	sc->end = end;
 	sc->buf = buf;
 	sc->out = out;
@@ -771,14 +776,216 @@ scan(int fd, uint64_t start, uint64_t end, struct recs *out,
 done:
 	ret = 0;
 cleanup:
-	if (sc != NULL) {
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-		EVP_MD_free(sc->fetched);
-#endif
+	if (sc != NULL)
 		EVP_MD_CTX_free(sc->ctx);
-	}
 	free(buf);
 	free(sc);
+	return ret;
+}
+
+static void
+md_free(EVP_MD *md)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	EVP_MD_free(md);
+#else
+	(void)md;
+#endif
+}
+
+/* Where to cut [start, end) for two scanners: the first message start
+ * ("From " right after an empty line, "\n" or "\r\n", the rule scan()
+ * follows wherever it is) at or after the middle.  Scanning [start, cut)
+ * and [cut, end) then finds the very messages one scan of [start, end)
+ * does: the empty line before the cut ends the first part as it would
+ * end a message, and nothing before the cut is looked at after it.
+ * 0: none found within SPLIT_SEARCH bytes (or a read error). */
+static uint64_t
+split_point(int fd, uint64_t start, uint64_t end)
+{
+	enum { PIECE = 64 * 1024, BACK = 3 };
+	unsigned char *buf = malloc(PIECE + BACK);
+	uint64_t from = start + (end - start) / 2, limit, cut = 0;
+
+	/* The empty line must lie after the first "From " line's start. */
+	if (from < start + 8)
+		from = start + 8;
+	if (buf == NULL || from >= end) {
+		free(buf);
+		return 0;
+	}
+	limit = end - from > SPLIT_SEARCH ? from + SPLIT_SEARCH : end;
+	/* buf holds [pos - BACK, pos + n): each "From " in [pos, pos + n)
+	 * with the 3 bytes before it. */
+	for (uint64_t pos = from; cut == 0 && pos + 5 <= limit; ) {
+		size_t n = limit - pos < PIECE ? (size_t)(limit - pos) : PIECE,
+			i;
+		const unsigned char *q;
+
+		if (pread_all(fd, buf, n + BACK, pos - BACK) < 0)
+			break;
+		for (i = BACK; i + 5 <= n + BACK; i = (size_t)(q - buf) + 1) {
+			q = memmem(buf + i, n + BACK - i, "From ", 5);
+			if (q == NULL)
+				break;
+			if (q[-1] == '\n' && (q[-2] == '\n' ||
+					      (q[-2] == '\r' && q[-3] == '\n'))) {
+				cut = pos + (uint64_t)(q - buf) - BACK;
+				break;
+			}
+		}
+		pos += n - 4;   /* one across pieces is in the next */
+	}
+	free(buf);
+	return cut;
+}
+
+/* Append the records of more to r. */
+static int
+recs_append(struct recs *r, const struct recs *more,
+	    enum maildrop_error *err_r, const char **error_r)
+{
+	size_t n = r->count + more->count;
+
+	if (n > MAILDROP_MAX_MESSAGES) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = "too many messages in the mbox";
+		return -1;
+	}
+	if (n > r->alloc) {
+		struct rec *v = reallocarray(r->v, n, sizeof(*v));
+
+		if (v == NULL) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = "out of memory reading the mbox";
+			return -1;
+		}
+		r->v = v;
+		r->alloc = n;
+	}
+	memcpy(r->v + r->count, more->v, more->count * sizeof(*r->v));
+	r->count = n;
+	return 0;
+}
+
+/* The part of a scan the second thread does. */
+struct scan_part {
+	int fd;
+	uint64_t start, end;
+	const EVP_MD *sha256;
+	struct recs out;
+	enum maildrop_error err;
+	char error[256];
+	int ret;
+};
+
+static void *
+scan_part_run(void *arg)
+{
+	struct scan_part *sp = arg;
+	const char *error = NULL;
+
+	sp->ret = scan(sp->fd, sp->start, sp->end, sp->sha256, &sp->out,
+		       &sp->err, &error);
+	if (sp->ret < 0)
+		strlcpy_p(sp->error, error != NULL ? error : "?",
+			  sizeof(sp->error));
+	return NULL;
+}
+
+/* The split point when the scan is shared, 0 when not: a small scan is
+ * not worth a thread.  POPLAR_MBOX_SPLIT_MIN (tests) lowers the size. */
+static uint64_t
+scan_cut(int fd, uint64_t start, uint64_t end)
+{
+	const char *v = getenv("POPLAR_MBOX_SPLIT_MIN");
+	uint64_t min = SPLIT_MIN;
+
+	if (v != NULL && *v != '\0' && parse_uint(v, 1, UINT64_MAX, &min) < 0)
+		min = SPLIT_MIN;
+	if (end - start < min || end - start < 16)
+		return 0;
+	return split_point(fd, start, end);
+}
+
+/* scan(), on two threads for a large part: this one scans up to the
+ * split point into out, a second one the rest, appended after.  Without
+ * a split point, or a thread, it is all done here. */
+static int
+scan_all(int fd, uint64_t start, uint64_t end, struct recs *out,
+	 enum maildrop_error *err_r, const char **error_r)
+{
+	struct scan_part sp;
+	pthread_attr_t attr;
+	pthread_t tid;
+	sigset_t all, old;
+	const EVP_MD *sha256;
+	EVP_MD *fetched = NULL;
+	uint64_t cut;
+	bool threaded = false;
+	int ret;
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	/* Not EVP_sha256(), which OpenSSL 3 looks up at every
+	 * EVP_DigestInit_ex, under a lock; fetched once, for both
+	 * threads. */
+	sha256 = fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+	sha256 = EVP_sha256();
+#endif
+	if (sha256 == NULL) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "cannot compute message digests (no SHA-256)";
+		return -1;
+	}
+	cut = start < end ? scan_cut(fd, start, end) : 0;
+	if (cut == 0) {
+		ret = scan(fd, start, end, sha256, out, err_r, error_r);
+		md_free(fetched);
+		return ret;
+	}
+	memset(&sp, 0, sizeof(sp));
+	sp.fd = fd;
+	sp.start = cut;
+	sp.end = end;
+	sp.sha256 = sha256;
+	/* The thread takes no signal; the process's handlers stay where
+	 * they run now. */
+	if (pthread_attr_init(&attr) == 0) {
+		sigfillset(&all);
+		if (pthread_attr_setstacksize(&attr, SPLIT_STACK) == 0 &&
+		    pthread_sigmask(SIG_SETMASK, &all, &old) == 0) {
+			threaded = pthread_create(&tid, &attr, scan_part_run,
+						  &sp) == 0;
+			(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+		}
+		(void)pthread_attr_destroy(&attr);
+	}
+	ret = scan(fd, start, cut, sha256, out, err_r, error_r);
+	if (threaded)
+		(void)pthread_join(tid, NULL);
+	else if (ret == 0)
+		scan_part_run(&sp);
+	if (ret == 0 && sp.ret < 0) {
+		char head[5];
+
+		/* The second part failed: say why, in this thread's words. */
+		ret = -1;
+		if (sp.err == MAILDROP_ERR_PERM &&
+		    (pread_all(fd, head, 5, cut) < 0 ||
+		     memcmp(head, "From ", 5) != 0)) {
+			/* It was a message start a moment ago. */
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = "the mbox changed while it was read";
+		} else {
+			*err_r = sp.err;
+			*error_r = mbox_err("%s", sp.error);
+		}
+	}
+	if (ret == 0 && sp.out.count > 0)
+		ret = recs_append(out, &sp.out, err_r, error_r);
+	free(sp.out.v);
+	md_free(fetched);
 	return ret;
 }
 
@@ -1969,7 +2176,7 @@ load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
 	if (!exact) {
 		if (covered == 0 && r->count > 0)
 			r->count = 0;
-		if (scan(mb->fd, covered, size, r, err_r, error_r) < 0)
+		if (scan_all(mb->fd, covered, size, r, err_r, error_r) < 0)
 			return -1;
 		*dirty_r = use_index;
 	}

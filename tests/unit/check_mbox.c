@@ -56,6 +56,14 @@ setup(void)
 	close(fd);
 }
 
+/* The same, with every scan of 16 bytes or more shared by two threads. */
+static void
+setup_split(void)
+{
+	setup();
+	setenv("POPLAR_MBOX_SPLIT_MIN", "16", 1);
+}
+
 static int
 rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -76,6 +84,7 @@ teardown(void)
 		saved_stderr = -1;
 	}
 	unsetenv("POPLAR_MBOX_FAULT_FILE");
+	unsetenv("POPLAR_MBOX_SPLIT_MIN");
 	if (tmpdir[0] != '\0')
 		ck_assert_int_eq(nftw(tmpdir, rm_one, 16,
 				      FTW_DEPTH | FTW_PHYS), 0);
@@ -999,6 +1008,99 @@ START_TEST(test_scan_chunk_borders)
 }
 END_TEST
 
+/* The split point of a shared scan (the first message start after the
+ * middle) at every position around a message border: the middle just
+ * before, on and after the empty line, inside and just after the "From "
+ * line, with "\n" and "\r\n" empty lines, and with "From " lines that
+ * do not start a message near it. */
+START_TEST(test_scan_split_points)
+{
+	static const char *seps[] = {
+		"\n\nFrom b@x Mon\nbody\n", "\n\r\nFrom b@x Mon\r\nbody\n",
+		"\nFrom c\n\nFrom b@x Mon\nbody\n",
+		"\n\nFrom b@x Mon\n\nFrom c\n", "\r\n\r\nFrom b@x\n",
+		"\nFrom b@x Mon\n\r\nFrom \n", "\n\n\n\nFrom b\n\n",
+	};
+	size_t max = 4096, v, head, len, at;
+	char *buf = malloc(max);
+	long d;
+
+	ck_assert_ptr_nonnull(buf);
+	for (v = 0; v < sizeof(seps) / sizeof(seps[0]); v++) {
+		for (head = 8; head < 40; head += 7) {
+			for (d = -12; d <= 24; d++) {
+				size_t i;
+
+				/* "From a\n", filler up to head, the
+				 * separator, filler so that the middle is
+				 * head + d. */
+				memcpy(buf, "From a\n", 7);
+				for (i = 7; i < head; i++)
+					buf[i] = i % 5 == 4 ? '\n' : 'y';
+				len = head;
+				memcpy(buf + len, seps[v], strlen(seps[v]));
+				len += strlen(seps[v]);
+				if ((long)head + d < 8)
+					continue;
+				at = 2 * (size_t)((long)head + d);
+				for (; len < at; len++)
+					buf[len] = len % 7 == 6 ? '\n' : 'z';
+				write_file(mboxpath, buf, len);
+				check_against_ref(buf, len, MAILDROP_NO_CACHE);
+			}
+		}
+	}
+	free(buf);
+}
+END_TEST
+
+/* Files of a few bytes, split or not. */
+START_TEST(test_scan_split_tiny)
+{
+	static const char *files[] = {
+		"From ", "From a", "From a\n", "From a\n\n", "From a\n\nFrom ",
+		"From a\n\nFrom b", "From a\n\nFrom b\n", "From \n\nFrom \n\n",
+		"From a\r\n\r\nFrom b\r\n\r\n", "From a\nx\n\nFrom b\ny\n\n",
+		"From a\n\n\nFrom b\n\n\n", "From a\nFrom b\n\nFrom c\n",
+		"From a\n\nFrom b\n\nFrom c\n\nFrom d\n\nFrom e\n\n",
+	};
+	size_t i, cut;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		size_t len = strlen(files[i]);
+
+		/* Also every prefix: a file that ends anywhere. */
+		for (cut = 5; cut <= len; cut++) {
+			write_file(mboxpath, files[i], cut);
+			check_against_ref(files[i], cut, MAILDROP_NO_CACHE);
+		}
+	}
+}
+END_TEST
+
+/* The message limit holds for the whole mbox, not for each part of a
+ * shared scan. */
+START_TEST(test_scan_too_many)
+{
+	size_t n = MAILDROP_MAX_MESSAGES + 1, i, len = 7 * n;
+	char *buf = malloc(len);
+	enum maildrop_error err;
+	const char *error = NULL;
+	struct maildrop *md;
+
+	ck_assert_ptr_nonnull(buf);
+	for (i = 0; i < n; i++)
+		memcpy(buf + 7 * i, "From \n\n", 7);
+	write_file(mboxpath, buf, len);
+	free(buf);
+	md = maildrop_open(&maildrop_mbox, mboxpath, MAILDROP_NO_CACHE,
+			   &err, &error);
+	ck_assert_ptr_null(md);
+	ck_assert_int_eq(err, MAILDROP_ERR_PERM);
+	ck_assert_str_eq(error, "too many messages in the mbox");
+}
+END_TEST
+
 /* ---- the index ---------------------------------------------------------- */
 
 /* Damage at any byte of the index: the mbox is read again, with the same
@@ -1459,6 +1561,7 @@ mbox_suite(void)
 {
 	Suite *s = suite_create("mbox");
 	TCase *tc = tcase_create("parser");
+	TCase *ts = tcase_create("split");
 	TCase *tf = tcase_create("faults");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -1480,7 +1583,23 @@ mbox_suite(void)
 	tcase_add_test(tc, test_index_same_stamp);
 	tcase_add_test(tc, test_index_uidl_numbers);
 	tcase_add_test(tc, test_index_large_change);
+	tcase_add_test(tc, test_scan_split_tiny);
+	tcase_add_test(tc, test_scan_too_many);
 	suite_add_tcase(s, tc);
+
+	/* The scanner again, every scan shared by two threads. */
+	tcase_add_checked_fixture(ts, setup_split, teardown);
+	tcase_set_timeout(ts, 60);
+	tcase_add_test(ts, test_basic);
+	tcase_add_test(ts, test_edges);
+	tcase_add_test(ts, test_long_lines);
+	tcase_add_test(ts, test_index);
+	tcase_add_test(ts, test_scan_random);
+	tcase_add_test(ts, test_scan_chunk_borders);
+	tcase_add_test(ts, test_scan_split_points);
+	tcase_add_test(ts, test_scan_split_tiny);
+	tcase_add_test(ts, test_scan_too_many);
+	suite_add_tcase(s, ts);
 
 	tcase_add_checked_fixture(tf, setup, teardown);
 	tcase_set_timeout(tf, 240);
