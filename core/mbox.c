@@ -123,7 +123,7 @@ struct rec {
 	uint64_t content_off;           /* after it */
 	uint64_t raw_size;
 	uint64_t size;
-	uint64_t from_hash;             /* FNV-1a of the "From " line */
+	uint64_t from_hash;             /* hash64() of the "From " line */
 	unsigned char id[ID_LEN];       /* digest for UIDL matching */
 };
 
@@ -336,19 +336,64 @@ fsync_dir_of(const char *path)
 
 /* ---- hashing ----------------------------------------------------------- */
 
+/* A fast 64-bit hash, not a cryptographic one: for the index's and the
+ * UIDL state's checksums (they catch torn and damaged files; what they
+ * hold is validated anyway) and for the "From " lines kept in the index.
+ * Four independent lanes over 32-byte blocks, then 8-byte words, the
+ * last one padded with zeros, read little-endian, so that a text state
+ * file checks the same on any machine. */
+#define HASH_P1 0x9e3779b185ebca87ULL
+#define HASH_P2 0xc2b2ae3d27d4eb4fULL
+
 static uint64_t
-fnv1a64(const void *data, size_t len, uint64_t h)
+rotl64(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t
+le64(const unsigned char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	w = __builtin_bswap64(w);
+#endif
+	return w;
+}
+
+static uint64_t
+hash64(const void *data, size_t len, uint64_t seed)
 {
 	const unsigned char *p = data;
+	uint64_t a0 = seed + HASH_P1, a1 = seed ^ HASH_P2, a2 = seed - HASH_P1,
+		a3 = ~seed, h;
+	unsigned char last[8];
 	size_t i;
 
-	for (i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
+	for (i = 0; i + 32 <= len; i += 32) {
+		a0 = rotl64(a0 + le64(p + i) * HASH_P2, 31) * HASH_P1;
+		a1 = rotl64(a1 + le64(p + i + 8) * HASH_P2, 31) * HASH_P1;
+		a2 = rotl64(a2 + le64(p + i + 16) * HASH_P2, 31) * HASH_P1;
+		a3 = rotl64(a3 + le64(p + i + 24) * HASH_P2, 31) * HASH_P1;
 	}
+	h = rotl64(a0, 1) + rotl64(a1, 7) + rotl64(a2, 12) + rotl64(a3, 18) +
+		(uint64_t)len;
+	for (; i + 8 <= len; i += 8)
+		h = rotl64(h ^ le64(p + i) * HASH_P2, 27) * HASH_P1;
+	if (i < len) {
+		memset(last, 0, sizeof(last));
+		memcpy(last, p + i, len - i);
+		h = rotl64(h ^ le64(last) * HASH_P2, 27) * HASH_P1;
+	}
+	h ^= h >> 33;
+	h *= HASH_P2;
+	h ^= h >> 29;
+	h *= HASH_P1;
+	h ^= h >> 32;
 	return h;
 }
-#define FNV_INIT 0xcbf29ce484222325ULL
 
 static void
 hex(const unsigned char *in, size_t len, char *out)
@@ -363,26 +408,31 @@ hex(const unsigned char *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
+/* The value + 1 of a lower-case hex digit, 0 for any other byte. */
+static const unsigned char hexval[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6,
+	['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12,
+	['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* 2 * len lower-case hex digits at in, then '\0', ' ' or '\n', into
+ * out; -1 for anything else.  No branch per digit: the state file has
+ * one digest a message. */
 static int
 unhex(const char *in, unsigned char *out, size_t len)
 {
+	const unsigned char *p = (const unsigned char *)in;
+	unsigned int bad = 0;
 	size_t i;
 
-	for (i = 0; i < 2 * len; i++) {
-		int v;
-		char c = in[i];
+	for (i = 0; i < len; i++) {
+		unsigned int hi = hexval[p[2 * i]], lo = hexval[p[2 * i + 1]];
 
-		if (c >= '0' && c <= '9')
-			v = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v = c - 'a' + 10;
-		else
-			return -1;
-		if (i % 2 == 0)
-			out[i / 2] = (unsigned char)(v << 4);
-		else
-			out[i / 2] |= (unsigned char)v;
+		bad |= (hi == 0) | (lo == 0);
+		out[i] = (unsigned char)(((hi - 1) << 4) | ((lo - 1) & 0xf));
 	}
+	if (bad != 0)
+		return -1;
 	return in[2 * len] == '\0' || in[2 * len] == ' ' ||
 		in[2 * len] == '\n' ? 0 : -1;
 }
@@ -534,7 +584,7 @@ scan_finish(struct scanner *sc, uint64_t end, uint64_t bare_at_end,
 				    strerror(errno));
 		return -1;
 	}
-	c.from_hash = fnv1a64(from, flen, FNV_INIT);
+	c.from_hash = hash64(from, flen, 0);
 	if (scan_digest(sc, from, flen, content, clen, c.raw_size,
 			c.id) < 0) {
 		*err_r = MAILDROP_ERR_TEMP;
@@ -1003,7 +1053,7 @@ from_line_ok(int fd, const struct rec *r)
 		return 0;
 	if (pread_all(fd, buf, (size_t)len, r->from_off) < 0)
 		return errno == EIO ? 0 : -1;
-	return fnv1a64(buf, (size_t)len, FNV_INIT) == r->from_hash ? 1 : 0;
+	return hash64(buf, (size_t)len, 0) == r->from_hash ? 1 : 0;
 }
 
 /* The same for v[0..n), sorted by offset, read in runs of up to
@@ -1047,8 +1097,8 @@ from_lines_ok(int fd, const struct rec *v, size_t n)
 
 			if (len > FROM_DIGEST_MAX)
 				len = FROM_DIGEST_MAX;
-			if (fnv1a64(buf + (v[k].from_off - start), (size_t)len,
-				    FNV_INIT) != v[k].from_hash) {
+			if (hash64(buf + (v[k].from_off - start), (size_t)len,
+				   0) != v[k].from_hash) {
 				ret = 0;
 				goto done;
 			}
@@ -1061,48 +1111,6 @@ done:
 }
 
 /* ---- index -------------------------------------------------------------- */
-
-/* A fast checksum for the index: four independent lanes over 8-byte
- * words, so that checking megabytes costs well under a millisecond.  It
- * catches torn and damaged files; everything read is validated anyway. */
-#define SUM_P1 0x9e3779b185ebca87ULL
-#define SUM_P2 0xc2b2ae3d27d4eb4fULL
-
-static uint64_t
-rotl64(uint64_t x, int r)
-{
-	return (x << r) | (x >> (64 - r));
-}
-
-static uint64_t
-sum64(const void *data, size_t len, uint64_t seed)
-{
-	const unsigned char *p = data;
-	uint64_t a0 = seed + SUM_P1, a1 = seed ^ SUM_P2, a2 = seed - SUM_P1,
-		a3 = ~seed, w0, w1, w2, w3, h;
-	size_t i;
-
-	for (i = 0; i + 32 <= len; i += 32) {
-		memcpy(&w0, p + i, 8);
-		memcpy(&w1, p + i + 8, 8);
-		memcpy(&w2, p + i + 16, 8);
-		memcpy(&w3, p + i + 24, 8);
-		a0 = rotl64(a0 + w0 * SUM_P2, 31) * SUM_P1;
-		a1 = rotl64(a1 + w1 * SUM_P2, 31) * SUM_P1;
-		a2 = rotl64(a2 + w2 * SUM_P2, 31) * SUM_P1;
-		a3 = rotl64(a3 + w3 * SUM_P2, 31) * SUM_P1;
-	}
-	h = rotl64(a0, 1) + rotl64(a1, 7) + rotl64(a2, 12) + rotl64(a3, 18) +
-		(uint64_t)len;
-	for (; i < len; i++)
-		h = (h ^ p[i]) * 0x100000001b3ULL;
-	h ^= h >> 33;
-	h *= SUM_P2;
-	h ^= h >> 29;
-	h *= SUM_P1;
-	h ^= h >> 32;
-	return h;
-}
 
 static void
 fstamp_of(const struct stat *st, struct fstamp *s)
@@ -1149,10 +1157,10 @@ index_checksum(const struct index_head *h, const struct rec *v,
 	uint64_t c;
 
 	z.checksum = 0;
-	c = sum64(&z, sizeof(z), 0);
-	c = sum64(v, h->count * sizeof(*v), c);
+	c = hash64(&z, sizeof(z), 0);
+	c = hash64(v, h->count * sizeof(*v), c);
 	if (uids != NULL)
-		c = sum64(uids, h->count * sizeof(*uids), c);
+		c = hash64(uids, h->count * sizeof(*uids), c);
 	return c;
 }
 
@@ -1438,7 +1446,7 @@ ustate_load(const char *path, struct ustate *u)
 		char want[17];
 
 		snprintf(want, sizeof(want), "%016" PRIx64,
-			 fnv1a64(buf, (size_t)(last + 1 - buf), FNV_INIT));
+			 hash64(buf, (size_t)(last + 1 - buf), 0));
 		if (memcmp(last + 10, want, 16) != 0)
 			goto cleanup;
 	}
@@ -1553,7 +1561,7 @@ ustate_write(const char *path, const char *epoch, uint64_t next,
 		len += (size_t)n;
 	}
 	len += (size_t)snprintf(buf + len, alloc - len, "checksum %016" PRIx64
-				"\n", fnv1a64(buf, len, FNV_INIT));
+				"\n", hash64(buf, len, 0));
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 		  0600);
 	if (fd < 0)
