@@ -26,7 +26,7 @@
  *
  * UIDLs.  Each message gets a number from a per-maildrop counter, written
  * in .NAME.uidl together with a digest of the message (its "From " line,
- * its size and its first 4 KiB): a message keeps its number for as long
+ * its size and its first 1 KiB): a message keeps its number for as long
  * as it stays, whatever happens to the others, and a number is never
  * given again.  The UIDL is "EPOCH.NUMBER" where EPOCH is random and
  * chosen when the state file is created: a lost state file yields all
@@ -39,7 +39,12 @@
  * by message ("From " line digests) and only the rest is read.  It also
  * keeps the UIDL numbers, with the device, inode, size, mtime and ctime
  * of the .NAME.uidl they agree with: while that file is unchanged, a
- * login reads neither it nor the mbox, just the index, in two reads. */
+ * login reads neither it nor the mbox, just the index, in two reads.
+ *
+ * Scan.  What the index does not cover is read in one pass (see scan());
+ * from 16 MiB on, it is cut at the first message start after the middle
+ * and the second part is read by a second thread, started and joined
+ * within the scan, so that a cold login uses two CPUs. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -47,6 +52,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,20 +73,35 @@
 #include "util.h"
 
 /* Bytes of the "From " line and of the content that go into a message's
- * digest: enough to tell messages apart (envelope sender, delivery time,
- * Received and Message-ID headers), bounded whatever the message. */
+ * digest, bounded whatever the message.  The digest has to tell messages
+ * apart and to know a message again after another program rewrote the
+ * mbox.  The "From " line gives the envelope sender and the delivery
+ * time to the second, the raw size goes in too, and the first KiB of the
+ * content holds the headers the delivering MTA put first: its Received
+ * line with its queue id and time, usually Return-Path and Delivered-To,
+ * often Message-ID and Date.  Two deliveries alike in all of that are
+ * as good as the same message (and equal messages keep their numbers
+ * in order anyway); hashing more only costs time: on a cold login the
+ * digests are most of the work. */
 #define FROM_DIGEST_MAX 1024
-#define CONTENT_DIGEST_MAX 4096
+#define CONTENT_DIGEST_MAX 1024
 #define ID_LEN 16
 #define SCAN_CHUNK (1024 * 1024)
+/* A scan of at least SPLIT_MIN bytes is shared by two threads; the
+ * second one's part starts at the first message at most SPLIT_SEARCH
+ * bytes after the middle. */
+#define SPLIT_MIN (16 * 1024 * 1024)
+#define SPLIT_SEARCH (8 * 1024 * 1024)
+#define SPLIT_STACK (256 * 1024)
 #define COPY_CHUNK (64 * 1024)
 
 /* State files: bounded so that a damaged or hostile file cannot eat
  * memory; ~50 bytes a message covers MAILDROP_MAX_MESSAGES. */
 #define UIDL_FILE_MAX (128 * 1024 * 1024)
 #define UIDL_LINE_MAX 128
-#define UIDL_VERSION_LINE "poplar-uidl 1\n"
-#define INDEX_MAGIC "PLRMBIX2"
+#define UIDL_VERSION_PREFIX "poplar-uidl "
+#define UIDL_VERSION_LINE UIDL_VERSION_PREFIX "2\n"
+#define INDEX_MAGIC "PLRMBIX3"
 #define JOURNAL_HEADER_LEN 512
 #define JOURNAL_MAGIC "poplar-journal 1"
 
@@ -101,7 +123,7 @@ struct rec {
 	uint64_t content_off;           /* after it */
 	uint64_t raw_size;
 	uint64_t size;
-	uint64_t from_hash;             /* FNV-1a of the "From " line */
+	uint64_t from_hash;             /* hash64() of the "From " line */
 	unsigned char id[ID_LEN];       /* digest for UIDL matching */
 };
 
@@ -134,7 +156,8 @@ struct mbox {
 	struct dotlock *dotlock;
 };
 
-static char mbox_errbuf[PATH_MAX + 256];
+/* Per thread: a scan may run on two. */
+static __thread char mbox_errbuf[PATH_MAX + 256];
 
 static const char *mbox_err(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
@@ -313,19 +336,64 @@ fsync_dir_of(const char *path)
 
 /* ---- hashing ----------------------------------------------------------- */
 
+/* A fast 64-bit hash, not a cryptographic one: for the index's and the
+ * UIDL state's checksums (they catch torn and damaged files; what they
+ * hold is validated anyway) and for the "From " lines kept in the index.
+ * Four independent lanes over 32-byte blocks, then 8-byte words, the
+ * last one padded with zeros, read little-endian, so that a text state
+ * file checks the same on any machine. */
+#define HASH_P1 0x9e3779b185ebca87ULL
+#define HASH_P2 0xc2b2ae3d27d4eb4fULL
+
 static uint64_t
-fnv1a64(const void *data, size_t len, uint64_t h)
+rotl64(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t
+le64(const unsigned char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	w = __builtin_bswap64(w);
+#endif
+	return w;
+}
+
+static uint64_t
+hash64(const void *data, size_t len, uint64_t seed)
 {
 	const unsigned char *p = data;
+	uint64_t a0 = seed + HASH_P1, a1 = seed ^ HASH_P2, a2 = seed - HASH_P1,
+		a3 = ~seed, h;
+	unsigned char last[8];
 	size_t i;
 
-	for (i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
+	for (i = 0; i + 32 <= len; i += 32) {
+		a0 = rotl64(a0 + le64(p + i) * HASH_P2, 31) * HASH_P1;
+		a1 = rotl64(a1 + le64(p + i + 8) * HASH_P2, 31) * HASH_P1;
+		a2 = rotl64(a2 + le64(p + i + 16) * HASH_P2, 31) * HASH_P1;
+		a3 = rotl64(a3 + le64(p + i + 24) * HASH_P2, 31) * HASH_P1;
 	}
+	h = rotl64(a0, 1) + rotl64(a1, 7) + rotl64(a2, 12) + rotl64(a3, 18) +
+		(uint64_t)len;
+	for (; i + 8 <= len; i += 8)
+		h = rotl64(h ^ le64(p + i) * HASH_P2, 27) * HASH_P1;
+	if (i < len) {
+		memset(last, 0, sizeof(last));
+		memcpy(last, p + i, len - i);
+		h = rotl64(h ^ le64(last) * HASH_P2, 27) * HASH_P1;
+	}
+	h ^= h >> 33;
+	h *= HASH_P2;
+	h ^= h >> 29;
+	h *= HASH_P1;
+	h ^= h >> 32;
 	return h;
 }
-#define FNV_INIT 0xcbf29ce484222325ULL
 
 static void
 hex(const unsigned char *in, size_t len, char *out)
@@ -340,26 +408,31 @@ hex(const unsigned char *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
+/* The value + 1 of a lower-case hex digit, 0 for any other byte. */
+static const unsigned char hexval[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6,
+	['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12,
+	['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* 2 * len lower-case hex digits at in, then '\0', ' ' or '\n', into
+ * out; -1 for anything else.  No branch per digit: the state file has
+ * one digest a message. */
 static int
 unhex(const char *in, unsigned char *out, size_t len)
 {
+	const unsigned char *p = (const unsigned char *)in;
+	unsigned int bad = 0;
 	size_t i;
 
-	for (i = 0; i < 2 * len; i++) {
-		int v;
-		char c = in[i];
+	for (i = 0; i < len; i++) {
+		unsigned int hi = hexval[p[2 * i]], lo = hexval[p[2 * i + 1]];
 
-		if (c >= '0' && c <= '9')
-			v = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v = c - 'a' + 10;
-		else
-			return -1;
-		if (i % 2 == 0)
-			out[i / 2] = (unsigned char)(v << 4);
-		else
-			out[i / 2] |= (unsigned char)v;
+		bad |= (hi == 0) | (lo == 0);
+		out[i] = (unsigned char)(((hi - 1) << 4) | ((lo - 1) & 0xf));
 	}
+	if (bad != 0)
+		return -1;
 	return in[2 * len] == '\0' || in[2 * len] == ' ' ||
 		in[2 * len] == '\n' ? 0 : -1;
 }
@@ -424,7 +497,6 @@ struct scanner {
 	size_t blen;
 	EVP_MD_CTX *ctx;
 	const EVP_MD *sha256;
-	EVP_MD *fetched;                /* OpenSSL 3: fetched once */
 	struct recs *out;
 	/* the message being read */
 	bool in_from;
@@ -512,7 +584,7 @@ scan_finish(struct scanner *sc, uint64_t end, uint64_t bare_at_end,
 				    strerror(errno));
 		return -1;
 	}
-	c.from_hash = fnv1a64(from, flen, FNV_INIT);
+	c.from_hash = hash64(from, flen, 0);
 	if (scan_digest(sc, from, flen, content, clen, c.raw_size,
 			c.id) < 0) {
 		*err_r = MAILDROP_ERR_TEMP;
@@ -582,7 +654,7 @@ below(unsigned int k)
 
 /* Scan [start, end) of fd; the line at start must be a "From " line (at
  * 0 a file that does not start so is no mbox).  Appends the messages to
- * out.
+ * out; sha256 computes the digests.
  *
  * One pass, 64 bytes at a time: bitmaps of the LFs and CRs give the
  * count of LFs without a CR before them (which CRLF conversion adds a
@@ -592,30 +664,22 @@ below(unsigned int k)
  * (a running count, read at its ends), plus 2 when it does not end in
  * LF, as crlf.h defines. */
 static int
-scan(int fd, uint64_t start, uint64_t end, struct recs *out,
-     enum maildrop_error *err_r, const char **error_r)
+scan(int fd, uint64_t start, uint64_t end, const EVP_MD *sha256,
+     struct recs *out, enum maildrop_error *err_r, const char **error_r)
 {
 	struct scanner *sc = calloc(1, sizeof(*sc));
 	unsigned char *buf = malloc(SCAN_CHUNK), block[64];
 	uint64_t prev_lf = 0, prev_cr = 0, bare = 0, next;
 	int ret = -1;
 
-	if (sc != NULL) {
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-		/* Not EVP_sha256(), which OpenSSL 3 looks up at every
-		 * EVP_DigestInit_ex, under a lock. */
-		sc->sha256 = sc->fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
-#else
-		sc->sha256 = EVP_sha256();
-#endif
-	}
-	if (sc == NULL || buf == NULL || sc->sha256 == NULL ||
+	if (sc == NULL || buf == NULL ||
 	    (sc->ctx = EVP_MD_CTX_new()) == NULL) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = "out of memory reading the mbox";
 		goto cleanup;
 	}
 	sc->fd = fd;
+	sc->sha256 = sha256;
 	sc->end = end;
 	sc->buf = buf;
 	sc->out = out;
@@ -762,14 +826,216 @@ scan(int fd, uint64_t start, uint64_t end, struct recs *out,
 done:
 	ret = 0;
 cleanup:
-	if (sc != NULL) {
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-		EVP_MD_free(sc->fetched);
-#endif
+	if (sc != NULL)
 		EVP_MD_CTX_free(sc->ctx);
-	}
 	free(buf);
 	free(sc);
+	return ret;
+}
+
+static void
+md_free(EVP_MD *md)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	EVP_MD_free(md);
+#else
+	(void)md;
+#endif
+}
+
+/* Where to cut [start, end) for two scanners: the first message start
+ * ("From " right after an empty line, "\n" or "\r\n", the rule scan()
+ * follows wherever it is) at or after the middle.  Scanning [start, cut)
+ * and [cut, end) then finds the very messages one scan of [start, end)
+ * does: the empty line before the cut ends the first part as it would
+ * end a message, and nothing before the cut is looked at after it.
+ * 0: none found within SPLIT_SEARCH bytes (or a read error). */
+static uint64_t
+split_point(int fd, uint64_t start, uint64_t end)
+{
+	enum { PIECE = 64 * 1024, BACK = 3 };
+	unsigned char *buf = malloc(PIECE + BACK);
+	uint64_t from = start + (end - start) / 2, limit, cut = 0;
+
+	/* The empty line must lie after the first "From " line's start. */
+	if (from < start + 8)
+		from = start + 8;
+	if (buf == NULL || from >= end) {
+		free(buf);
+		return 0;
+	}
+	limit = end - from > SPLIT_SEARCH ? from + SPLIT_SEARCH : end;
+	/* buf holds [pos - BACK, pos + n): each "From " in [pos, pos + n)
+	 * with the 3 bytes before it. */
+	for (uint64_t pos = from; cut == 0 && pos + 5 <= limit; ) {
+		size_t n = limit - pos < PIECE ? (size_t)(limit - pos) : PIECE,
+			i;
+		const unsigned char *q;
+
+		if (pread_all(fd, buf, n + BACK, pos - BACK) < 0)
+			break;
+		for (i = BACK; i + 5 <= n + BACK; i = (size_t)(q - buf) + 1) {
+			q = memmem(buf + i, n + BACK - i, "From ", 5);
+			if (q == NULL)
+				break;
+			if (q[-1] == '\n' && (q[-2] == '\n' ||
+					      (q[-2] == '\r' && q[-3] == '\n'))) {
+				cut = pos + (uint64_t)(q - buf) - BACK;
+				break;
+			}
+		}
+		pos += n - 4;   /* one across pieces is in the next */
+	}
+	free(buf);
+	return cut;
+}
+
+/* Append the records of more to r. */
+static int
+recs_append(struct recs *r, const struct recs *more,
+	    enum maildrop_error *err_r, const char **error_r)
+{
+	size_t n = r->count + more->count;
+
+	if (n > MAILDROP_MAX_MESSAGES) {
+		*err_r = MAILDROP_ERR_PERM;
+		*error_r = "too many messages in the mbox";
+		return -1;
+	}
+	if (n > r->alloc) {
+		struct rec *v = reallocarray(r->v, n, sizeof(*v));
+
+		if (v == NULL) {
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = "out of memory reading the mbox";
+			return -1;
+		}
+		r->v = v;
+		r->alloc = n;
+	}
+	memcpy(r->v + r->count, more->v, more->count * sizeof(*r->v));
+	r->count = n;
+	return 0;
+}
+
+/* The part of a scan the second thread does. */
+struct scan_part {
+	int fd;
+	uint64_t start, end;
+	const EVP_MD *sha256;
+	struct recs out;
+	enum maildrop_error err;
+	char error[256];
+	int ret;
+};
+
+static void *
+scan_part_run(void *arg)
+{
+	struct scan_part *sp = arg;
+	const char *error = NULL;
+
+	sp->ret = scan(sp->fd, sp->start, sp->end, sp->sha256, &sp->out,
+		       &sp->err, &error);
+	if (sp->ret < 0)
+		strlcpy_p(sp->error, error != NULL ? error : "?",
+			  sizeof(sp->error));
+	return NULL;
+}
+
+/* The split point when the scan is shared, 0 when not: a small scan is
+ * not worth a thread.  POPLAR_MBOX_SPLIT_MIN (tests) lowers the size. */
+static uint64_t
+scan_cut(int fd, uint64_t start, uint64_t end)
+{
+	const char *v = getenv("POPLAR_MBOX_SPLIT_MIN");
+	uint64_t min = SPLIT_MIN;
+
+	if (v != NULL && *v != '\0' && parse_uint(v, 1, UINT64_MAX, &min) < 0)
+		min = SPLIT_MIN;
+	if (end - start < min || end - start < 16)
+		return 0;
+	return split_point(fd, start, end);
+}
+
+/* scan(), on two threads for a large part: this one scans up to the
+ * split point into out, a second one the rest, appended after.  Without
+ * a split point, or a thread, it is all done here. */
+static int
+scan_all(int fd, uint64_t start, uint64_t end, struct recs *out,
+	 enum maildrop_error *err_r, const char **error_r)
+{
+	struct scan_part sp;
+	pthread_attr_t attr;
+	pthread_t tid;
+	sigset_t all, old;
+	const EVP_MD *sha256;
+	EVP_MD *fetched = NULL;
+	uint64_t cut;
+	bool threaded = false;
+	int ret;
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	/* Not EVP_sha256(), which OpenSSL 3 looks up at every
+	 * EVP_DigestInit_ex, under a lock; fetched once, for both
+	 * threads. */
+	sha256 = fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+	sha256 = EVP_sha256();
+#endif
+	if (sha256 == NULL) {
+		*err_r = MAILDROP_ERR_TEMP;
+		*error_r = "cannot compute message digests (no SHA-256)";
+		return -1;
+	}
+	cut = start < end ? scan_cut(fd, start, end) : 0;
+	if (cut == 0) {
+		ret = scan(fd, start, end, sha256, out, err_r, error_r);
+		md_free(fetched);
+		return ret;
+	}
+	memset(&sp, 0, sizeof(sp));
+	sp.fd = fd;
+	sp.start = cut;
+	sp.end = end;
+	sp.sha256 = sha256;
+	/* The thread takes no signal; the process's handlers stay where
+	 * they run now. */
+	if (pthread_attr_init(&attr) == 0) {
+		sigfillset(&all);
+		if (pthread_attr_setstacksize(&attr, SPLIT_STACK) == 0 &&
+		    pthread_sigmask(SIG_SETMASK, &all, &old) == 0) {
+			threaded = pthread_create(&tid, &attr, scan_part_run,
+						  &sp) == 0;
+			(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+		}
+		(void)pthread_attr_destroy(&attr);
+	}
+	ret = scan(fd, start, cut, sha256, out, err_r, error_r);
+	if (threaded)
+		(void)pthread_join(tid, NULL);
+	else if (ret == 0)
+		scan_part_run(&sp);
+	if (ret == 0 && sp.ret < 0) {
+		char head[5];
+
+		/* The second part failed: say why, in this thread's words. */
+		ret = -1;
+		if (sp.err == MAILDROP_ERR_PERM &&
+		    (pread_all(fd, head, 5, cut) < 0 ||
+		     memcmp(head, "From ", 5) != 0)) {
+			/* It was a message start a moment ago. */
+			*err_r = MAILDROP_ERR_TEMP;
+			*error_r = "the mbox changed while it was read";
+		} else {
+			*err_r = sp.err;
+			*error_r = mbox_err("%s", sp.error);
+		}
+	}
+	if (ret == 0 && sp.out.count > 0)
+		ret = recs_append(out, &sp.out, err_r, error_r);
+	free(sp.out.v);
+	md_free(fetched);
 	return ret;
 }
 
@@ -787,7 +1053,7 @@ from_line_ok(int fd, const struct rec *r)
 		return 0;
 	if (pread_all(fd, buf, (size_t)len, r->from_off) < 0)
 		return errno == EIO ? 0 : -1;
-	return fnv1a64(buf, (size_t)len, FNV_INIT) == r->from_hash ? 1 : 0;
+	return hash64(buf, (size_t)len, 0) == r->from_hash ? 1 : 0;
 }
 
 /* The same for v[0..n), sorted by offset, read in runs of up to
@@ -831,8 +1097,8 @@ from_lines_ok(int fd, const struct rec *v, size_t n)
 
 			if (len > FROM_DIGEST_MAX)
 				len = FROM_DIGEST_MAX;
-			if (fnv1a64(buf + (v[k].from_off - start), (size_t)len,
-				    FNV_INIT) != v[k].from_hash) {
+			if (hash64(buf + (v[k].from_off - start), (size_t)len,
+				   0) != v[k].from_hash) {
 				ret = 0;
 				goto done;
 			}
@@ -845,48 +1111,6 @@ done:
 }
 
 /* ---- index -------------------------------------------------------------- */
-
-/* A fast checksum for the index: four independent lanes over 8-byte
- * words, so that checking megabytes costs well under a millisecond.  It
- * catches torn and damaged files; everything read is validated anyway. */
-#define SUM_P1 0x9e3779b185ebca87ULL
-#define SUM_P2 0xc2b2ae3d27d4eb4fULL
-
-static uint64_t
-rotl64(uint64_t x, int r)
-{
-	return (x << r) | (x >> (64 - r));
-}
-
-static uint64_t
-sum64(const void *data, size_t len, uint64_t seed)
-{
-	const unsigned char *p = data;
-	uint64_t a0 = seed + SUM_P1, a1 = seed ^ SUM_P2, a2 = seed - SUM_P1,
-		a3 = ~seed, w0, w1, w2, w3, h;
-	size_t i;
-
-	for (i = 0; i + 32 <= len; i += 32) {
-		memcpy(&w0, p + i, 8);
-		memcpy(&w1, p + i + 8, 8);
-		memcpy(&w2, p + i + 16, 8);
-		memcpy(&w3, p + i + 24, 8);
-		a0 = rotl64(a0 + w0 * SUM_P2, 31) * SUM_P1;
-		a1 = rotl64(a1 + w1 * SUM_P2, 31) * SUM_P1;
-		a2 = rotl64(a2 + w2 * SUM_P2, 31) * SUM_P1;
-		a3 = rotl64(a3 + w3 * SUM_P2, 31) * SUM_P1;
-	}
-	h = rotl64(a0, 1) + rotl64(a1, 7) + rotl64(a2, 12) + rotl64(a3, 18) +
-		(uint64_t)len;
-	for (; i < len; i++)
-		h = (h ^ p[i]) * 0x100000001b3ULL;
-	h ^= h >> 33;
-	h *= SUM_P2;
-	h ^= h >> 29;
-	h *= SUM_P1;
-	h ^= h >> 32;
-	return h;
-}
 
 static void
 fstamp_of(const struct stat *st, struct fstamp *s)
@@ -933,10 +1157,10 @@ index_checksum(const struct index_head *h, const struct rec *v,
 	uint64_t c;
 
 	z.checksum = 0;
-	c = sum64(&z, sizeof(z), 0);
-	c = sum64(v, h->count * sizeof(*v), c);
+	c = hash64(&z, sizeof(z), 0);
+	c = hash64(v, h->count * sizeof(*v), c);
 	if (uids != NULL)
-		c = sum64(uids, h->count * sizeof(*uids), c);
+		c = hash64(uids, h->count * sizeof(*uids), c);
 	return c;
 }
 
@@ -950,6 +1174,39 @@ rec_plausible(const struct rec *r, uint64_t limit)
 	if (r->raw_size == 0)
 		return r->size == 0;
 	return r->size >= r->raw_size && r->size <= 2 * r->raw_size + 2;
+}
+
+static int
+u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Are the n UIDL numbers of v distinct?  Along the mbox they usually
+ * increase, but not always: a message that changed in place gets a new
+ * number, higher than those of the messages after it.  1 yes, 0 no, -1
+ * out of memory. */
+static int
+uids_distinct(const uint64_t *v, size_t n)
+{
+	uint64_t *s;
+	size_t i;
+
+	for (i = 1; i < n && v[i] > v[i - 1]; i++)
+		;
+	if (i >= n)
+		return 1;
+	s = malloc(n * sizeof(*s));
+	if (s == NULL)
+		return -1;
+	memcpy(s, v, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), u64_cmp);
+	for (i = 1; i < n && s[i] != s[i - 1]; i++)
+		;
+	free(s);
+	return i >= n ? 1 : 0;
 }
 
 static bool
@@ -1030,14 +1287,13 @@ index_load(const char *path, const struct stat *st, struct recs *r,
 		h.mtime_sec == (int64_t)st->st_mtim.tv_sec &&
 		h.mtime_nsec == (int64_t)st->st_mtim.tv_nsec;
 	/* The numbers are worth something only for this very mbox, and
-	 * only when sane: strictly increasing, below the next one. */
+	 * only when sane: distinct, below the next one. */
 	if (uids != NULL && *exact_r && epoch_valid(h.epoch) &&
 	    h.next_uid >= 1 && h.next_uid <= UINT64_MAX / 2) {
 		for (i = 0; i < h.count; i++)
-			if (uids[i] < 1 || uids[i] >= h.next_uid ||
-			    (i > 0 && uids[i] <= uids[i - 1]))
+			if (uids[i] < 1 || uids[i] >= h.next_uid)
 				break;
-		if (i == h.count) {
+		if (i == h.count && uids_distinct(uids, h.count) == 1) {
 			u->uids = uids;
 			uids = NULL;
 			memcpy(u->epoch, h.epoch, 16);
@@ -1146,7 +1402,8 @@ new_epoch(char out[17])
 	hex(r, 8, out);
 }
 
-/* 1 loaded, 0 missing, -1 unusable (damaged). */
+/* 1 loaded, 0 missing, -1 unusable (damaged), -2 another version of
+ * the format (digests computed otherwise). */
 static int
 ustate_load(const char *path, struct ustate *u)
 {
@@ -1154,6 +1411,7 @@ ustate_load(const char *path, struct ustate *u)
 	struct stat st;
 	size_t len, lines = 0, n = 0;
 	uint64_t v;
+	bool increasing = true;
 	int fd, ret = -1;
 
 	memset(u, 0, sizeof(*u));
@@ -1169,6 +1427,11 @@ ustate_load(const char *path, struct ustate *u)
 	if (buf == NULL || pread_all(fd, buf, len, 0) < 0)
 		goto cleanup;
 	buf[len] = '\0';
+	if (strncmp(buf, UIDL_VERSION_LINE, strlen(UIDL_VERSION_LINE)) != 0 &&
+	    strncmp(buf, UIDL_VERSION_PREFIX, strlen(UIDL_VERSION_PREFIX)) == 0) {
+		ret = -2;
+		goto cleanup;
+	}
 	if (buf[len - 1] != '\n' || memchr(buf, '\0', len) != NULL ||
 	    strncmp(buf, UIDL_VERSION_LINE, strlen(UIDL_VERSION_LINE)) != 0)
 		goto cleanup;
@@ -1183,7 +1446,7 @@ ustate_load(const char *path, struct ustate *u)
 		char want[17];
 
 		snprintf(want, sizeof(want), "%016" PRIx64,
-			 fnv1a64(buf, (size_t)(last + 1 - buf), FNV_INIT));
+			 hash64(buf, (size_t)(last + 1 - buf), 0));
 		if (memcmp(last + 10, want, 16) != 0)
 			goto cleanup;
 	}
@@ -1231,12 +1494,26 @@ ustate_load(const char *path, struct ustate *u)
 		if (parse_uint(p, 1, u->next - 1, &v) < 0 ||
 		    unhex(sp + 1, u->v[n].id, ID_LEN) < 0)
 			goto cleanup;
-		/* Numbers only grow along the file. */
 		if (n > 0 && v <= u->v[n - 1].uid)
-			goto cleanup;
+			increasing = false;
 		u->v[n].uid = v;
 		u->v[n].order = n;
 		n++;
+	}
+	/* A number given twice would be two messages with one UIDL. */
+	if (!increasing) {
+		uint64_t *nums = malloc(n * sizeof(*nums));
+		size_t i;
+		int d;
+
+		if (nums == NULL)
+			goto cleanup;
+		for (i = 0; i < n; i++)
+			nums[i] = u->v[i].uid;
+		d = uids_distinct(nums, n);
+		free(nums);
+		if (d != 1)
+			goto cleanup;
 	}
 	u->count = n;
 	ret = 1;
@@ -1284,7 +1561,7 @@ ustate_write(const char *path, const char *epoch, uint64_t next,
 		len += (size_t)n;
 	}
 	len += (size_t)snprintf(buf + len, alloc - len, "checksum %016" PRIx64
-				"\n", fnv1a64(buf, len, FNV_INIT));
+				"\n", hash64(buf, len, 0));
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 		  0600);
 	if (fd < 0)
@@ -1426,9 +1703,11 @@ assign_uids(struct maildrop *md, struct mbox *mb, struct index_uids *cache,
 		 * new epoch so that no old UIDL comes back. */
 		snprintf(bad, sizeof(bad), "%s.bad", mb->uidlpath);
 		(void)rename(mb->uidlpath, bad);
-		log_msg(LOG_WARNING, "mbox: UIDL state %s is damaged (kept as "
+		log_msg(LOG_WARNING, "mbox: UIDL state %s is %s (kept as "
 			".bad): rebuilt with a new epoch; clients may fetch "
-			"old messages again", lp(l, sizeof(l), mb->uidlpath));
+			"old messages again", lp(l, sizeof(l), mb->uidlpath),
+			r == -2 ? "in another version of the format" :
+			"damaged");
 	} else if (r == 0 && md->count > 0) {
 		log_msg(LOG_NOTICE, "mbox: UIDL state %s is missing: rebuilt "
 			"with a new epoch", lp(l, sizeof(l), mb->uidlpath));
@@ -1905,7 +2184,7 @@ load_recs(struct maildrop *md, struct mbox *mb, const struct stat *st,
 	if (!exact) {
 		if (covered == 0 && r->count > 0)
 			r->count = 0;
-		if (scan(mb->fd, covered, size, r, err_r, error_r) < 0)
+		if (scan_all(mb->fd, covered, size, r, err_r, error_r) < 0)
 			return -1;
 		*dirty_r = use_index;
 	}

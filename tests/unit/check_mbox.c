@@ -56,6 +56,14 @@ setup(void)
 	close(fd);
 }
 
+/* The same, with every scan of 16 bytes or more shared by two threads. */
+static void
+setup_split(void)
+{
+	setup();
+	setenv("POPLAR_MBOX_SPLIT_MIN", "16", 1);
+}
+
 static int
 rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -76,6 +84,7 @@ teardown(void)
 		saved_stderr = -1;
 	}
 	unsetenv("POPLAR_MBOX_FAULT_FILE");
+	unsetenv("POPLAR_MBOX_SPLIT_MIN");
 	if (tmpdir[0] != '\0')
 		ck_assert_int_eq(nftw(tmpdir, rm_one, 16,
 				      FTW_DEPTH | FTW_PHYS), 0);
@@ -468,6 +477,168 @@ START_TEST(test_uidl_persistence)
 }
 END_TEST
 
+/* The checksum that ends the UIDL state file, as mbox.c computes it
+ * (hash64() with seed 0), written out the plain way. */
+static uint64_t
+rotl(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+static uint64_t
+word_le(const char *p, size_t n)
+{
+	uint64_t w = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		w |= (uint64_t)(unsigned char)p[i] << (8 * i);
+	return w;
+}
+
+static uint64_t
+state_checksum(const char *p, size_t len)
+{
+	const uint64_t p1 = 0x9e3779b185ebca87ULL, p2 = 0xc2b2ae3d27d4eb4fULL;
+	uint64_t a[4] = { p1, p2, (uint64_t)0 - p1, ~(uint64_t)0 }, h;
+	size_t i, k;
+
+	for (i = 0; i + 32 <= len; i += 32)
+		for (k = 0; k < 4; k++)
+			a[k] = rotl(a[k] + word_le(p + i + 8 * k, 8) * p2, 31) *
+				p1;
+	h = rotl(a[0], 1) + rotl(a[1], 7) + rotl(a[2], 12) + rotl(a[3], 18) +
+		(uint64_t)len;
+	for (; i < len; i += 8)
+		h = rotl(h ^ word_le(p + i, len - i < 8 ? len - i : 8) * p2,
+			 27) * p1;
+	h ^= h >> 33;
+	h *= p2;
+	h ^= h >> 29;
+	h *= p1;
+	h ^= h >> 32;
+	return h;
+}
+
+/* A message changed in place in the middle of the mbox gets a new number,
+ * higher than those of the messages after it: the state keeps numbers in
+ * mbox order, so they no longer increase along the file, and that is no
+ * damage.  Every later login, from the state or from the index, gives
+ * the same UIDLs. */
+START_TEST(test_uidl_changed_middle)
+{
+	char a[8][POP3_UIDL_MAX + 1], b[8][POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+	size_t i, len, round;
+	char *s, *subj;
+
+	make_mbox(5, 2);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, a, 8), 5);
+	maildrop_close(&md);
+	/* Same size, other bytes: message 3 (1-based) is another one. */
+	s = read_file(mboxpath, &len);
+	subj = strstr(s, "Subject: 2\n");
+	ck_assert_ptr_nonnull(subj);
+	subj[9] = 'X';
+	write_file(mboxpath, s, len);
+	free(s);
+	/* Written within the same clock tick, the mbox may keep its stamp:
+	 * that case is test_index_same_stamp's. */
+	unlink(indexpath);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, b, 8), 5);
+	maildrop_close(&md);
+	for (i = 0; i < 5; i++) {
+		if (i == 2)
+			ck_assert_str_ne(b[i], a[i]);
+		else
+			ck_assert_str_eq(b[i], a[i]);
+	}
+	/* Again: with the index, from the state alone, without the index
+	 * file at all. */
+	for (round = 0; round < 3; round++) {
+		enum maildrop_error err;
+		const char *error = NULL;
+
+		if (round == 2)
+			unlink(indexpath);
+		md = maildrop_open(&maildrop_mbox, mboxpath, round == 1 ?
+				   MAILDROP_NO_CACHE : 0, &err, &error);
+		ck_assert_msg(md != NULL, "open failed: %s",
+			      error ? error : "?");
+		ck_assert_uint_eq(md->count, 5);
+		for (i = 0; i < 5; i++)
+			ck_assert_msg(strcmp(md->msgs[i].uidl, b[i]) == 0,
+				      "round %zu, message %zu: %s, want %s",
+				      round, i, md->msgs[i].uidl, b[i]);
+		maildrop_close(&md);
+	}
+	ck_assert_ptr_null(strstr(log_text(), "damaged"));
+	/* But a number given twice is damage, even with a good checksum. */
+	{
+		char *st = read_file(uidlpath, &len), *l1, *l3, *sum;
+
+		l1 = strchr(strchr(strchr(st, '\n') + 1, '\n') + 1, '\n') + 1;
+		l3 = strchr(strchr(l1, '\n') + 1, '\n') + 1;
+		ck_assert(l1[0] == '1' && l1[1] == ' ');
+		ck_assert(l3[0] == '6' && l3[1] == ' ');
+		sum = strstr(st, "checksum ");
+		ck_assert_ptr_nonnull(sum);
+		/* The checksum is computed right: only the duplicate is
+		 * wrong below. */
+		ck_assert_uint_eq(strtoull(sum + 9, NULL, 16),
+				  state_checksum(st, (size_t)(sum - st)));
+		l3[0] = '1';
+		snprintf(sum + 9, 18, "%016llx\n", (unsigned long long)
+			 state_checksum(st, (size_t)(sum - st)));
+		write_file(uidlpath, st, len);
+		free(st);
+		unlink(indexpath);
+		md = open_ok();
+		ck_assert_ptr_nonnull(strstr(log_text(), "damaged"));
+		for (i = 0; i < 5; i++)
+			ck_assert_str_ne(md->msgs[i].uidl, b[i]);
+		maildrop_close(&md);
+	}
+}
+END_TEST
+
+/* A state file of the first version (digests over 4 KiB of content)
+ * cannot be matched: rebuilt with a new epoch, logged, kept aside. */
+START_TEST(test_uidl_old_version)
+{
+	char a[8][POP3_UIDL_MAX + 1], b[8][POP3_UIDL_MAX + 1], bad[1300];
+	struct maildrop *md;
+	size_t i, len;
+	char *st;
+
+	make_mbox(3, 1);
+	md = open_ok();
+	ck_assert_uint_eq(uidls(md, a, 8), 3);
+	maildrop_close(&md);
+	st = read_file(uidlpath, &len);
+	ck_assert(strncmp(st, "poplar-uidl 2\n", 14) == 0);
+	st[12] = '1';
+	write_file(uidlpath, st, len);
+	free(st);
+	unlink(indexpath);
+	md = open_ok();
+	ck_assert_ptr_nonnull(strstr(log_text(),
+				     "in another version of the format"));
+	ck_assert_uint_eq(uidls(md, b, 8), 3);
+	for (i = 0; i < 3; i++)
+		ck_assert_str_ne(b[i], a[i]);
+	maildrop_close(&md);
+	snprintf(bad, sizeof(bad), "%s.bad", uidlpath);
+	ck_assert_int_eq(access(bad, F_OK), 0);
+	md = open_ok();
+	for (i = 0; i < 3; i++)
+		ck_assert_str_eq(md->msgs[i].uidl, b[i]);
+	maildrop_close(&md);
+}
+END_TEST
+
 /* Mail appended during a session is not seen and survives the update. */
 START_TEST(test_append_during_session)
 {
@@ -673,7 +844,7 @@ state_ids(unsigned char ids[][16], size_t max)
 }
 
 /* SHA-256 of the "From " line (1 KiB at most), the raw size (8 bytes,
- * little-endian) and the first 4 KiB of the content: the UIDL digest,
+ * little-endian) and the first 1 KiB of the content: the UIDL digest,
  * which must never change (the state files keep it). */
 static void
 ref_id(const char *buf, const struct refmsg *m, unsigned char id[16])
@@ -690,7 +861,7 @@ ref_id(const char *buf, const struct refmsg *m, unsigned char id[16])
 		cstart = m->end;
 	}
 	raw = m->end - cstart;
-	clen = raw < 4096 ? raw : 4096;
+	clen = raw < 1024 ? raw : 1024;
 	if (flen > 1024)
 		flen = 1024;
 	for (i = 0; i < 8; i++)
@@ -867,6 +1038,99 @@ START_TEST(test_scan_chunk_borders)
 		}
 	}
 	free(buf);
+}
+END_TEST
+
+/* The split point of a shared scan (the first message start after the
+ * middle) at every position around a message border: the middle just
+ * before, on and after the empty line, inside and just after the "From "
+ * line, with "\n" and "\r\n" empty lines, and with "From " lines that
+ * do not start a message near it. */
+START_TEST(test_scan_split_points)
+{
+	static const char *seps[] = {
+		"\n\nFrom b@x Mon\nbody\n", "\n\r\nFrom b@x Mon\r\nbody\n",
+		"\nFrom c\n\nFrom b@x Mon\nbody\n",
+		"\n\nFrom b@x Mon\n\nFrom c\n", "\r\n\r\nFrom b@x\n",
+		"\nFrom b@x Mon\n\r\nFrom \n", "\n\n\n\nFrom b\n\n",
+	};
+	size_t max = 4096, v, head, len, at;
+	char *buf = malloc(max);
+	long d;
+
+	ck_assert_ptr_nonnull(buf);
+	for (v = 0; v < sizeof(seps) / sizeof(seps[0]); v++) {
+		for (head = 8; head < 40; head += 7) {
+			for (d = -12; d <= 24; d++) {
+				size_t i;
+
+				/* "From a\n", filler up to head, the
+				 * separator, filler so that the middle is
+				 * head + d. */
+				memcpy(buf, "From a\n", 7);
+				for (i = 7; i < head; i++)
+					buf[i] = i % 5 == 4 ? '\n' : 'y';
+				len = head;
+				memcpy(buf + len, seps[v], strlen(seps[v]));
+				len += strlen(seps[v]);
+				if ((long)head + d < 8)
+					continue;
+				at = 2 * (size_t)((long)head + d);
+				for (; len < at; len++)
+					buf[len] = len % 7 == 6 ? '\n' : 'z';
+				write_file(mboxpath, buf, len);
+				check_against_ref(buf, len, MAILDROP_NO_CACHE);
+			}
+		}
+	}
+	free(buf);
+}
+END_TEST
+
+/* Files of a few bytes, split or not. */
+START_TEST(test_scan_split_tiny)
+{
+	static const char *files[] = {
+		"From ", "From a", "From a\n", "From a\n\n", "From a\n\nFrom ",
+		"From a\n\nFrom b", "From a\n\nFrom b\n", "From \n\nFrom \n\n",
+		"From a\r\n\r\nFrom b\r\n\r\n", "From a\nx\n\nFrom b\ny\n\n",
+		"From a\n\n\nFrom b\n\n\n", "From a\nFrom b\n\nFrom c\n",
+		"From a\n\nFrom b\n\nFrom c\n\nFrom d\n\nFrom e\n\n",
+	};
+	size_t i, cut;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		size_t len = strlen(files[i]);
+
+		/* Also every prefix: a file that ends anywhere. */
+		for (cut = 5; cut <= len; cut++) {
+			write_file(mboxpath, files[i], cut);
+			check_against_ref(files[i], cut, MAILDROP_NO_CACHE);
+		}
+	}
+}
+END_TEST
+
+/* The message limit holds for the whole mbox, not for each part of a
+ * shared scan. */
+START_TEST(test_scan_too_many)
+{
+	size_t n = MAILDROP_MAX_MESSAGES + 1, i, len = 7 * n;
+	char *buf = malloc(len);
+	enum maildrop_error err;
+	const char *error = NULL;
+	struct maildrop *md;
+
+	ck_assert_ptr_nonnull(buf);
+	for (i = 0; i < n; i++)
+		memcpy(buf + 7 * i, "From \n\n", 7);
+	write_file(mboxpath, buf, len);
+	free(buf);
+	md = maildrop_open(&maildrop_mbox, mboxpath, MAILDROP_NO_CACHE,
+			   &err, &error);
+	ck_assert_ptr_null(md);
+	ck_assert_int_eq(err, MAILDROP_ERR_PERM);
+	ck_assert_str_eq(error, "too many messages in the mbox");
 }
 END_TEST
 
@@ -1330,6 +1594,7 @@ mbox_suite(void)
 {
 	Suite *s = suite_create("mbox");
 	TCase *tc = tcase_create("parser");
+	TCase *ts = tcase_create("split");
 	TCase *tf = tcase_create("faults");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -1340,6 +1605,8 @@ mbox_suite(void)
 	tcase_add_test(tc, test_edges);
 	tcase_add_test(tc, test_long_lines);
 	tcase_add_test(tc, test_uidl_persistence);
+	tcase_add_test(tc, test_uidl_changed_middle);
+	tcase_add_test(tc, test_uidl_old_version);
 	tcase_add_test(tc, test_append_during_session);
 	tcase_add_test(tc, test_outside_rewrite);
 	tcase_add_test(tc, test_index);
@@ -1349,7 +1616,23 @@ mbox_suite(void)
 	tcase_add_test(tc, test_index_same_stamp);
 	tcase_add_test(tc, test_index_uidl_numbers);
 	tcase_add_test(tc, test_index_large_change);
+	tcase_add_test(tc, test_scan_split_tiny);
+	tcase_add_test(tc, test_scan_too_many);
 	suite_add_tcase(s, tc);
+
+	/* The scanner again, every scan shared by two threads. */
+	tcase_add_checked_fixture(ts, setup_split, teardown);
+	tcase_set_timeout(ts, 60);
+	tcase_add_test(ts, test_basic);
+	tcase_add_test(ts, test_edges);
+	tcase_add_test(ts, test_long_lines);
+	tcase_add_test(ts, test_index);
+	tcase_add_test(ts, test_scan_random);
+	tcase_add_test(ts, test_scan_chunk_borders);
+	tcase_add_test(ts, test_scan_split_points);
+	tcase_add_test(ts, test_scan_split_tiny);
+	tcase_add_test(ts, test_scan_too_many);
+	suite_add_tcase(s, ts);
 
 	tcase_add_checked_fixture(tf, setup, teardown);
 	tcase_set_timeout(tf, 240);
