@@ -21,9 +21,6 @@
 #include <stdio.h>
 #include "poplar-module.h"
 
-struct pass_krb5;
-struct pass_pam;
-
 #define PASS_BACKEND_SYMBOL "poplar_pass_backend"
 /* Bumped on any change of struct pass_backend: pass.so refuses a backend
  * of another version (they are built and installed together). */
@@ -54,31 +51,5 @@ struct pass_backend {
 /* Longest USER name handed to a backend (Kerberos principals with
  * instance and realm are longer than local user names). */
 #define PASS_NAME_MAX 256
-
-/* Configuration: offer each key; 1 taken, 0 not a key of the backend,
- * -1 bad value (*error_r).  finish runs after the last key. */
-struct pass_krb5 *pass_krb5_new(void);
-int pass_krb5_set(struct pass_krb5 *k, const char *key, const char *value,
-		  const char **error_r);
-int pass_krb5_finish(struct pass_krb5 *k, const struct poplar_host *host,
-		     const char **error_r);
-void pass_krb5_free(struct pass_krb5 **k);
-int pass_krb5_check(struct pass_krb5 *k, FILE *out, int verbose);
-/* Check name's password with the KDC, verify the ticket against the
- * keytab, map the principal.  user (POPLAR_USER_MAX + 1 bytes) and
- * detail (POPLAR_DETAIL_MAX bytes) are filled on OK. */
-enum poplar_verify pass_krb5_verify(struct pass_krb5 *k, const char *name,
-				    const char *password, char *user,
-				    char *detail, const char **reason_r);
-
-struct pass_pam *pass_pam_new(void);
-int pass_pam_set(struct pass_pam *p, const char *key, const char *value,
-		 const char **error_r);
-void pass_pam_free(struct pass_pam **p);
-/* pam_authenticate then pam_acct_mgmt for name, with a conversation that
- * answers only the password prompt.  rhost is the client's address. */
-enum poplar_verify pass_pam_verify(struct pass_pam *p, const char *name,
-				   const char *password, const char *rhost,
-				   char *user, const char **reason_r);
 
 #endif

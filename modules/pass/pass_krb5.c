@@ -22,8 +22,8 @@ struct pass_krb5 {
 	char reason[512];
 };
 
-struct pass_krb5 *
-pass_krb5_new(void)
+static void *
+krb5_create(void)
 {
 	struct pass_krb5 *k = calloc(1, sizeof(*k));
 
@@ -34,10 +34,10 @@ pass_krb5_new(void)
 	return k;
 }
 
-void
-pass_krb5_free(struct pass_krb5 **kp)
+static void
+krb5_destroy(void *b)
 {
-	struct pass_krb5 *k = *kp;
+	struct pass_krb5 *k = b;
 
 	if (k == NULL)
 		return;
@@ -46,7 +46,6 @@ pass_krb5_free(struct pass_krb5 **kp)
 	free(k->service);
 	free(k->hostname);
 	free(k);
-	*kp = NULL;
 }
 
 static int
@@ -61,10 +60,10 @@ set_string(char **dst, const char *value, const char **error_r)
 	return 1;
 }
 
-int
-pass_krb5_set(struct pass_krb5 *k, const char *key, const char *value,
-	      const char **error_r)
+static int
+krb5_set(void *b, const char *key, const char *value, const char **error_r)
 {
+	struct pass_krb5 *k = b;
 	int r = principal_policy_set(k->policy, key, value, error_r);
 
 	if (r != 0)
@@ -88,10 +87,10 @@ pass_krb5_set(struct pass_krb5 *k, const char *key, const char *value,
 	return 0;
 }
 
-int
-pass_krb5_finish(struct pass_krb5 *k, const struct poplar_host *host,
-		 const char **error_r)
+static int
+krb5_finish(void *b, const struct poplar_host *host, const char **error_r)
 {
+	struct pass_krb5 *k = b;
 	krb5_context ctx;
 	int rc;
 
@@ -110,9 +109,10 @@ pass_krb5_finish(struct pass_krb5 *k, const struct poplar_host *host,
 	return rc;
 }
 
-int
-pass_krb5_check(struct pass_krb5 *k, FILE *out, int verbose)
+static int
+krb5_check(void *b, FILE *out, int verbose)
 {
+	struct pass_krb5 *k = b;
 	struct krb5_setup st = {
 		.keytab = k->keytab, .service = k->service,
 		.host = k->hostname, .need_rcache = false,
@@ -165,10 +165,11 @@ set_reason(struct pass_krb5 *k, krb5_context ctx, const char *what,
 	return k->reason;
 }
 
-enum poplar_verify
-pass_krb5_verify(struct pass_krb5 *k, const char *name, const char *password,
-		 char *user, char *detail, const char **reason_r)
+static enum poplar_verify
+krb5_verify(void *b, const char *name, const char *password,
+	    const char *rhost, char *user, char *detail, const char **reason_r)
 {
+	struct pass_krb5 *k = b;
 	krb5_context ctx = NULL;
 	krb5_principal client = NULL, server = NULL;
 	krb5_get_init_creds_opt *opt = NULL;
@@ -181,6 +182,8 @@ pass_krb5_verify(struct pass_krb5 *k, const char *name, const char *password,
 	enum poplar_verify v = POPLAR_VERIFY_TEMP;
 	krb5_error_code ret;
 	int r;
+
+	(void)rhost;
 
 	user[0] = '\0';
 	*reason_r = "Kerberos unavailable";
@@ -284,48 +287,6 @@ out:
 	krb5_free_principal(ctx, client);
 	krb5_free_context(ctx);
 	return v;
-}
-
-/* ---- the backend's descriptor ------------------------------------------ */
-
-static void *
-krb5_create(void)
-{
-	return pass_krb5_new();
-}
-
-static int
-krb5_set(void *b, const char *key, const char *value, const char **error_r)
-{
-	return pass_krb5_set(b, key, value, error_r);
-}
-
-static int
-krb5_finish(void *b, const struct poplar_host *host, const char **error_r)
-{
-	return pass_krb5_finish(b, host, error_r);
-}
-
-static void
-krb5_destroy(void *b)
-{
-	struct pass_krb5 *k = b;
-
-	pass_krb5_free(&k);
-}
-
-static int
-krb5_check(void *b, FILE *out, int verbose)
-{
-	return pass_krb5_check(b, out, verbose);
-}
-
-static enum poplar_verify
-krb5_verify(void *b, const char *name, const char *password,
-	    const char *rhost, char *user, char *detail, const char **reason_r)
-{
-	(void)rhost;
-	return pass_krb5_verify(b, name, password, user, detail, reason_r);
 }
 
 const struct pass_backend poplar_pass_backend = {

@@ -22,8 +22,8 @@ struct conv_data {
 	int answered;           /* the password went out once */
 };
 
-struct pass_pam *
-pass_pam_new(void)
+static void *
+pam_create(void)
 {
 	struct pass_pam *p = calloc(1, sizeof(*p));
 
@@ -34,22 +34,21 @@ pass_pam_new(void)
 	return p;
 }
 
-void
-pass_pam_free(struct pass_pam **pp)
+static void
+pam_destroy(void *b)
 {
-	struct pass_pam *p = *pp;
+	struct pass_pam *p = b;
 
 	if (p == NULL)
 		return;
 	free(p->service);
 	free(p);
-	*pp = NULL;
 }
 
-int
-pass_pam_set(struct pass_pam *p, const char *key, const char *value,
-	     const char **error_r)
+static int
+pam_set(void *b, const char *key, const char *value, const char **error_r)
 {
+	struct pass_pam *p = b;
 	if (strcmp(key, "pam_service") != 0)
 		return 0;
 	if (*value == '\0' || strpbrk(value, "/ \t") != NULL) {
@@ -138,10 +137,11 @@ classify(int r)
 	}
 }
 
-enum poplar_verify
-pass_pam_verify(struct pass_pam *p, const char *name, const char *password,
-		const char *rhost, char *user, const char **reason_r)
+static enum poplar_verify
+pam_verify(void *b, const char *name, const char *password,
+	   const char *rhost, char *user, char *detail, const char **reason_r)
 {
+	struct pass_pam *p = b;
 	struct conv_data cd = { .password = password };
 	struct pam_conv conv = { conversation, &cd };
 	pam_handle_t *h = NULL;
@@ -188,45 +188,12 @@ pass_pam_verify(struct pass_pam *p, const char *name, const char *password,
 			 pam_strerror(h, r));
 	pam_end(h, r);
 	if (r == PAM_SUCCESS) {
+		snprintf(detail, POPLAR_DETAIL_MAX, "backend=pam");
 		*reason_r = NULL;
 		return POPLAR_VERIFY_OK;
 	}
 	*reason_r = p->reason;
 	return classify(r);
-}
-
-/* ---- the backend's descriptor ------------------------------------------ */
-
-static void *
-pam_create(void)
-{
-	return pass_pam_new();
-}
-
-static int
-pam_set(void *b, const char *key, const char *value, const char **error_r)
-{
-	return pass_pam_set(b, key, value, error_r);
-}
-
-static void
-pam_destroy(void *b)
-{
-	struct pass_pam *p = b;
-
-	pass_pam_free(&p);
-}
-
-static enum poplar_verify
-pam_verify(void *b, const char *name, const char *password,
-	   const char *rhost, char *user, char *detail, const char **reason_r)
-{
-	enum poplar_verify v = pass_pam_verify(b, name, password, rhost, user,
-					       reason_r);
-
-	if (v == POPLAR_VERIFY_OK)
-		snprintf(detail, POPLAR_DETAIL_MAX, "backend=pam");
-	return v;
 }
 
 const struct pass_backend poplar_pass_backend = {
