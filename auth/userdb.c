@@ -62,16 +62,12 @@ pf_free_heap(struct pf_entry *v, size_t n)
 static void
 pf_free(void)
 {
-	if (arena != NULL) {
-		/* Wipe our view only when it is ours to wipe: the master's. */
-		if (mprotect(arena, arena_size, PROT_READ | PROT_WRITE) == 0)
-			secure_wipe(arena, arena_size);
-		munmap(arena, arena_size);
-	}
-	arena = NULL;
-	arena_size = 0;
-	pf = NULL;
-	npf = 0;
+	/* Wipe our view only when it is ours to wipe: the master's (a
+	 * session unmaps it with userdb_forget, the master's copy intact). */
+	if (arena != NULL &&
+	    mprotect(arena, arena_size, PROT_READ | PROT_WRITE) == 0)
+		secure_wipe(arena, arena_size);
+	userdb_forget();
 }
 
 /* Copy v[0..n) (sorted) into a new arena; pf points into it. */
