@@ -137,7 +137,6 @@ serve_child(const struct config *cfg, const struct listener_config *l,
 	/* Replies go out whole through the output buffer: no need for
 	 * Nagle, and without it no delayed-ACK stall between commands. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	session_run(cfg, l, fd, fd, ip, port);
 	close(fd);
 	_exit(0);

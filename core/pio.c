@@ -7,12 +7,14 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "params.h"
 #include "pio.h"
@@ -23,14 +25,23 @@ struct pio {
 	void *ctx;
 	int fd_in, fd_out;
 	int write_timeout_ms;
+	/* A write failed (out_timed_out: it ran out of time): the stream is cut,
+	 * later output is dropped at once. */
+	bool out_failed, out_timed_out;
 	size_t in_start, in_end;
 	size_t out_len;
 	unsigned char in[PIO_INBUF_SIZE];
 	unsigned char out[PIO_OUTBUF_SIZE];
 };
 
+/* A plain file descriptor transport.  On a blocking socket the waits
+ * are the socket's own timeouts (SO_RCVTIMEO, SO_SNDTIMEO): a read or a
+ * write is then one system call, not a poll() and the call.  Other fds
+ * (pipes, non-blocking sockets) wait in poll(). */
 struct fd_pair {
 	int in, out;
+	bool sock_timeouts;             /* in and out are blocking sockets */
+	int rcv_timeout_ms;             /* as set on in; -2 not yet */
 };
 
 static ssize_t
@@ -72,6 +83,19 @@ pio_new(const struct pio_ops *ops, void *ctx, int poll_fd_in, int poll_fd_out)
 	return p;
 }
 
+static int
+set_sock_timeout(int fd, int opt, int timeout_ms)
+{
+	/* 0 is no timeout for the socket option. */
+	struct timeval tv = { 0, 0 };
+
+	if (timeout_ms > 0) {
+		tv.tv_sec = timeout_ms / 1000;
+		tv.tv_usec = (timeout_ms % 1000) * 1000;
+	}
+	return setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
 struct pio *
 pio_new_fd(int fd_in, int fd_out)
 {
@@ -79,7 +103,24 @@ pio_new_fd(int fd_in, int fd_out)
 
 	fp->in = fd_in;
 	fp->out = fd_out;
+	fp->rcv_timeout_ms = -2;
+	/* A socket when setting its first timeout works (that is in
+	 * pio_set_write_timeout, before anything is read). */
+	if (fd_out == fd_in) {
+		int fl = fcntl(fd_in, F_GETFL);
+
+		fp->sock_timeouts = fl >= 0 && (fl & O_NONBLOCK) == 0;
+	}
 	return pio_new(&fd_ops, fp, fd_in, fd_out);
+}
+
+/* The fd transport's pair when it waits with socket timeouts. */
+static struct fd_pair *
+sock_pair(const struct pio *p)
+{
+	struct fd_pair *fp = p->ctx;
+
+	return p->ops == &fd_ops && fp->sock_timeouts ? fp : NULL;
 }
 
 void
@@ -108,7 +149,12 @@ pio_free(struct pio **pp)
 void
 pio_set_write_timeout(struct pio *p, int timeout_ms)
 {
+	struct fd_pair *fp = sock_pair(p);
+
 	p->write_timeout_ms = timeout_ms;
+	if (fp != NULL &&
+	    set_sock_timeout(fp->out, SO_SNDTIMEO, timeout_ms) < 0)
+		fp->sock_timeouts = false;
 }
 
 bool
@@ -143,6 +189,7 @@ wait_fd(int fd, short events, int timeout_ms)
 static int
 fill(struct pio *p, int timeout_ms)
 {
+	struct fd_pair *fp;
 	ssize_t n;
 
 	if (p->in_start > 0) {
@@ -152,6 +199,28 @@ fill(struct pio *p, int timeout_ms)
 	}
 	if (p->in_end == sizeof(p->in))
 		return 1;
+	fp = sock_pair(p);
+	if (fp != NULL && timeout_ms != 0 && timeout_ms != fp->rcv_timeout_ms) {
+		if (set_sock_timeout(fp->in, SO_RCVTIMEO, timeout_ms) == 0) {
+			fp->rcv_timeout_ms = timeout_ms;
+		} else {
+			fp->sock_timeouts = false;
+			fp = NULL;
+		}
+	}
+	if (fp != NULL && timeout_ms != 0) {
+		do {
+			n = read(fp->in, p->in + p->in_end,
+				 sizeof(p->in) - p->in_end);
+		} while (n < 0 && errno == EINTR);
+		if (n > 0) {
+			p->in_end += (size_t)n;
+			return 1;
+		}
+		if (n == 0)
+			return 0;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -2 : -1;
+	}
 	for (;;) {
 		if (p->ops->pending == NULL || p->ops->pending(p->ctx) == 0) {
 			int r = wait_fd(p->fd_in, POLLIN, timeout_ms);
@@ -206,7 +275,7 @@ pio_read_line(struct pio *p, char *buf, size_t size, size_t *len_r,
 		/* About to wait for the client: answers to everything it sent
 		 * so far go out now, in one write (pipelining). */
 		if (pio_flush(p) < 0)
-			return PIO_ERROR;
+			return p->out_timed_out ? PIO_TIMEOUT : PIO_ERROR;
 		switch (fill(p, timeout_ms)) {
 		case 1:
 			continue;
@@ -266,6 +335,8 @@ pio_read_exact(struct pio *p, void *buf, size_t len, int timeout_ms)
 static int
 write_out(struct pio *p, const unsigned char *buf, size_t len)
 {
+	if (p->out_failed)
+		return -1;
 	while (len > 0) {
 		ssize_t n = p->ops->write(p->ctx, buf, len);
 
@@ -277,13 +348,27 @@ write_out(struct pio *p, const unsigned char *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			if (wait_fd(p->fd_out, POLLOUT, p->write_timeout_ms) <= 0)
-				return -1;
+			/* A blocking socket says so when SO_SNDTIMEO ran
+			 * out; other transports wait here. */
+			if (sock_pair(p) != NULL ||
+			    wait_fd(p->fd_out, POLLOUT, p->write_timeout_ms) <= 0) {
+				p->out_timed_out = true;
+				break;
+			}
 			continue;
 		}
-		return -1;
+		break;
 	}
-	return 0;
+	if (len == 0)
+		return 0;
+	p->out_failed = true;
+	return -1;
+}
+
+bool
+pio_write_timed_out(const struct pio *p)
+{
+	return p->out_timed_out;
 }
 
 int

@@ -61,7 +61,10 @@ int pio_flush(struct pio *p);
 unsigned char *pio_reserve(struct pio *p, size_t want);
 void pio_commit(struct pio *p, size_t len);
 
-/* Timeout for each blocking write, ms (a client that stops reading). */
+/* Timeout for each blocking write, ms (a client that stops reading).
+ * After a write fails, all later output is dropped at once;
+ * pio_write_timed_out tells whether it failed by running out of time. */
 void pio_set_write_timeout(struct pio *p, int timeout_ms);
+bool pio_write_timed_out(const struct pio *p);
 
 #endif

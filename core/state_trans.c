@@ -148,7 +148,8 @@ send_message(struct poplar_session *s, size_t idx, long body_lines)
 		out = pio_reserve(s->io, 2 * (size_t)n + 1);
 		if (out == NULL) {
 			s->md->driver->msg_close(s->md, idx, fd);
-			s->end_reason = "eof";
+			s->end_reason = pio_write_timed_out(s->io) ? "timeout"
+								   : "eof";
 			return CMD_CLOSE;
 		}
 		pio_commit(s->io, crlf_stuff_feed(&st, in, (size_t)n, out));

@@ -840,6 +840,12 @@ class IdleTimeoutTests(ServerTestCase):
         s.add_user("idler", "secret")
         s.add_message("idler", MESSAGES["lf"])
         s.add_message("idler", MESSAGES["crlf"])
+        # More than loopback's socket buffers hold: a client that does
+        # not read blocks the server's writes.
+        s.add_user("stalled", "secret")
+        s.add_message("stalled", MESSAGES["lf"])
+        s.add_message("stalled", b"Subject: big\n\n" +
+                      (b"x" * 75 + b"\n") * (32 * 1024 * 1024 // 76))
         return s
 
     def wait_close_timed(self, c):
@@ -867,6 +873,30 @@ class IdleTimeoutTests(ServerTestCase):
         self.assertTrue(lines, self.server.log()[-2000:])
         self.assertEqual(self.server.wait_children(0), 0)
         self.assertEqual(self.server.maildir_files("idler"), before)
+
+    def test_client_that_stops_reading(self):
+        """A client that stops reading in the middle of a RETR is idle
+        too: the session ends after idle_timeout (the write times out),
+        without committing its deletion, and the maildrop is free."""
+        before = self.server.maildir_files("stalled")
+        c = self.server.login("stalled")
+        try:
+            c.send(b"DELE 1\r\nRETR 2\r\n")
+            t0 = time.monotonic()
+            lines = self.server.wait_log("session-end", "user=stalled",
+                                         timeout=15)
+            elapsed = time.monotonic() - t0
+            self.assertTrue(lines, self.server.log()[-2000:])
+            self.assertIn("reason=timeout", lines[-1])
+            self.assertGreaterEqual(elapsed, 1.5)
+            self.assertLessEqual(elapsed, 8)
+        finally:
+            c.close()
+        self.assertEqual(self.server.wait_children(0), 0)
+        self.assertEqual(self.server.maildir_files("stalled"), before)
+        with self.server.login("stalled") as again:
+            self.assertTrue(again.cmd("STAT").startswith("+OK 2 "))
+            self.assertTrue(again.quit().startswith("+OK"))
 
     def test_activity_keeps_session(self):
         with self.server.login("idler") as c:
