@@ -494,6 +494,8 @@ network_match(const struct network *nets, size_t count, const char *addr)
 	unsigned char a[16];
 	int family;
 
+	if (count == 0)
+		return false;
 	if (inet_pton(AF_INET, addr, a) == 1)
 		family = AF_INET;
 	else if (inet_pton(AF_INET6, addr, a) == 1)

@@ -2,7 +2,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -55,34 +57,52 @@ prio_name(int prio)
 	}
 }
 
+/* The process id for stderr lines, read once per process (a session
+ * logs twice or more): forgotten in the child at every fork. */
+static long log_pid;
+
+static void
+forget_pid(void)
+{
+	log_pid = 0;
+}
+
 void
 log_msg(int prio, const char *fmt, ...)
 {
-	char line[2048];
+	/* One buffer: the stderr prefix, then the message formatted once. */
+	char out[2200];
+	size_t pre = 0, len;
 	va_list ap;
+	int n;
 
 	if (prio == LOG_DEBUG && !debug_on)
 		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
+	if (log_pid == 0) {
+		static bool registered;
 
+		if (!registered && pthread_atfork(NULL, NULL, forget_pid) == 0)
+			registered = true;
+		log_pid = (long)getpid();
+	}
+	n = snprintf(out, sizeof(out), "%s[%ld]: %s: ", log_ident, log_pid,
+		     prio_name(prio));
+	if (n > 0 && (size_t)n < sizeof(out) - 2048)
+		pre = (size_t)n;
+	va_start(ap, fmt);
+	n = vsnprintf(out + pre, 2048, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	len = (size_t)n < 2048 ? (size_t)n : 2047;
 	if (target == LOG_TARGET_SYSLOG)
-		syslog(prio, "%s", line);
+		syslog(prio, "%s", out + pre);
 	if (target == LOG_TARGET_STDERR || also_stderr) {
 		/* One write per line so that lines of concurrent sessions do
 		 * not interleave. */
-		char out[2200];
-		int n = snprintf(out, sizeof(out), "%s[%ld]: %s: %s\n",
-				 log_ident, (long)getpid(), prio_name(prio),
-				 line);
-
-		if (n > 0) {
-			size_t len = (size_t)n < sizeof(out) ? (size_t)n
-							     : sizeof(out) - 1;
-			if (write(STDERR_FILENO, out, len) < 0) {
-				/* nowhere left to report it */
-			}
+		out[pre + len] = '\n';
+		if (write(STDERR_FILENO, out, pre + len + 1) < 0) {
+			/* nowhere left to report it */
 		}
 	}
 }
