@@ -326,6 +326,29 @@ userdb_init(const struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* Out of line: its 8 KiB buffer is not on the stack of a passwd-file
+ * lookup (fresh stack pages are page faults in a session process). */
+static __attribute__((noinline)) int
+system_lookup(const char *name, struct userdb_user *user_r,
+	      const char **error_r)
+{
+	struct passwd pwbuf, *pw = NULL;
+	char buf[8192];
+	int r = getpwnam_r(name, &pwbuf, buf, sizeof(buf), &pw);
+
+	if (r != 0 && r != ENOENT && r != ESRCH) {
+		*error_r = "getpwnam_r failed";
+		return -1;
+	}
+	if (pw == NULL)
+		return 0;
+	strlcpy_p(user_r->name, pw->pw_name, sizeof(user_r->name));
+	user_r->uid = pw->pw_uid;
+	user_r->gid = pw->pw_gid;
+	strlcpy_p(user_r->home, pw->pw_dir, sizeof(user_r->home));
+	return 1;
+}
+
 int
 userdb_lookup(const char *name, struct userdb_user *user_r,
 	      const char **error_r)
@@ -344,23 +367,8 @@ userdb_lookup(const char *name, struct userdb_user *user_r,
 		user_r->gid = e->gid;
 		strlcpy_p(user_r->home, e->home, sizeof(user_r->home));
 		return 1;
-	} else {
-		struct passwd pwbuf, *pw = NULL;
-		char buf[8192];
-		int r = getpwnam_r(name, &pwbuf, buf, sizeof(buf), &pw);
-
-		if (r != 0 && r != ENOENT && r != ESRCH) {
-			*error_r = "getpwnam_r failed";
-			return -1;
-		}
-		if (pw == NULL)
-			return 0;
-		strlcpy_p(user_r->name, pw->pw_name, sizeof(user_r->name));
-		user_r->uid = pw->pw_uid;
-		user_r->gid = pw->pw_gid;
-		strlcpy_p(user_r->home, pw->pw_dir, sizeof(user_r->home));
-		return 1;
 	}
+	return system_lookup(name, user_r, error_r);
 }
 
 int
@@ -372,16 +380,21 @@ userdb_crypt_check(const char *password, const char *hash)
 
 	if (hash == NULL || hash[0] == '\0' || hash[0] == '*' || hash[0] == '!')
 		return -1;
-	cd = calloc(1, sizeof(*cd));
-	if (cd == NULL)
+	/* struct crypt_data is 32 KiB, and crypt_r clears all of it when
+	 * done.  A login is one short process, where each page first
+	 * written is a page fault: a fresh mapping populated in one call
+	 * costs less than eight faults and a calloc's clearing, and
+	 * unmapping it takes crypt_r's state out of the process. */
+	cd = mmap(NULL, sizeof(*cd), PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (cd == MAP_FAILED)
 		return -1;
 	h = crypt_r(password, hash, cd);
 	if (h == NULL || h[0] == '*' || strlen(h) != strlen(hash))
 		r = -1;
 	else
 		r = secure_compare(h, hash, strlen(hash)) == 0;
-	secure_wipe(cd, sizeof(*cd));
-	free(cd);
+	munmap(cd, sizeof(*cd));
 	return r;
 }
 
