@@ -16,6 +16,7 @@
 #include "log.h"
 #include "session.h"
 #include "tls.h"
+#include "tls_part.h"
 #include "userdb.h"
 #include "util.h"
 
@@ -351,6 +352,15 @@ modules_list(const char *dir, FILE *out)
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		snprintf(name, sizeof(name), "%.*s",
 			 (int)(strlen(names[i]) - 3), names[i]);
+		if (strcmp(names[i], TLS_PART_FILE) == 0) {
+			/* The core's TLS part: loaded when TLS is used. */
+			if (tls_part_describe(path, err, sizeof(err)) < 0)
+				fprintf(out, "  %-10s unusable: %s\n", name, err);
+			else
+				fprintf(out, "  %-10s %s\n", name, err);
+			free(names[i]);
+			continue;
+		}
 		if (strchr(name, '-') != NULL) {
 			/* MODULE-PART.so: loaded by MODULE, not a module. */
 			fprintf(out, "  %-10s part of module %.*s\n", name,

@@ -1,309 +1,195 @@
-/* tls.c: OpenSSL server context and the TLS transport of a session.
+/* tls.c: TLS for sessions, through the OpenSSL part (tls_part.h).
  *
- * The context is built in the master as root (the key file is usually
- * root-only) and inherited by session processes.  A session's socket is
- * made non-blocking for TLS so that every wait goes through poll() with
- * a timeout: a client that stalls mid-handshake or mid-record cannot
- * hold a session forever. */
+ * OpenSSL's TLS code lives in a shared object of its own, TLS_PART_FILE
+ * in module_dir.  tls_init loads it, in the master as root, before any
+ * fork and before privileges are dropped, and only when the
+ * configuration uses TLS: a server without TLS never maps libssl, whose
+ * relocated data would otherwise be copied on every session's fork and
+ * torn down on every session's exit.  A part that is missing or of
+ * another version stops start-up (and poplard -t) with its file named.
+ *
+ * This file keeps what belongs to the session: dropping input buffered
+ * before the handshake, switching the session's line I/O to the part's
+ * transport, and the TLS flag. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <stdlib.h>
+#include <dlfcn.h>
+#include <stdio.h>
 #include <string.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include "log.h"
 #include "pio.h"
 #include "session.h"
 #include "tls.h"
-#include "util.h"
+#include "tls_part.h"
 
-static SSL_CTX *server_ctx;
+/* The loaded part (NULL without TLS) and whether its context is built. */
+static void *part_handle;
+static const struct tls_part *part;
+static bool context_ready;
 
-struct tls_conn {
-	SSL *ssl;
-	int fd_in, fd_out;
-	/* The verified client certificate's identity, looked up once. */
-	bool peer_looked_up;
-	char peer_identity[256];
-};
+/* The part's transport, filled when the part is loaded. */
+static struct pio_ops tls_ops;
 
-/* The SSL of the current session (one session per process). */
-static struct tls_conn *current;
+/* The connection of the current session (one session per process). */
+static void *current;
 
-bool
-tls_available(void)
+/* The configuration uses TLS: a listener has tls = starttls or implicit
+ * (config_load has checked that [tls] then has a certificate and key),
+ * or [tls] names a certificate and a key, which poplard -t checks even
+ * when no listener uses them.  A certificate without a key builds no
+ * context and loads nothing. */
+static bool
+tls_wanted(const struct config *cfg)
 {
-	return server_ctx != NULL;
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		if (cfg->listeners[i].tls != TLS_MODE_NONE)
+			return true;
+	return cfg->tls_certificate != NULL && cfg->tls_key != NULL;
+}
+
+/* dlopen path and check its descriptor.  0, or -1 with "PATH: reason". */
+static int
+part_open(const char *path, void **handle_r, const struct tls_part **part_r,
+	  char *err, size_t errlen)
+{
+	const struct tls_part *p;
+	void *h;
+
+	*handle_r = NULL;
+	*part_r = NULL;
+	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (h == NULL) {
+		const char *e = dlerror();
+		size_t n = strlen(path);
+
+		if (e == NULL)
+			e = "unknown error";
+		/* dlerror() usually starts with the path: say it once. */
+		else if (strncmp(e, path, n) == 0 && strncmp(e + n, ": ", 2) == 0)
+			e += n + 2;
+		snprintf(err, errlen, "%s: cannot load the TLS part: %s", path,
+			 e);
+		return -1;
+	}
+	p = dlsym(h, TLS_PART_SYMBOL);
+	if (p == NULL) {
+		snprintf(err, errlen, "%s: not a TLS part: symbol '%s' not "
+			 "found", path, TLS_PART_SYMBOL);
+		dlclose(h);
+		return -1;
+	}
+	if (p->abi != TLS_PART_ABI) {
+		snprintf(err, errlen, "%s: TLS part ABI %u is not supported "
+			 "(poplard has TLS part ABI %d): install the part "
+			 "built with this poplard", path, p->abi, TLS_PART_ABI);
+		dlclose(h);
+		return -1;
+	}
+	*handle_r = h;
+	*part_r = p;
+	return 0;
 }
 
 static void
-ssl_error(char *err, size_t errlen, const char *what, const char *file)
+tls_close(void *conn)
 {
-	unsigned long e = ERR_get_error();
-	char buf[256];
-
-	if (e != 0)
-		ERR_error_string_n(e, buf, sizeof(buf));
-	else
-		snprintf(buf, sizeof(buf), "unknown error");
-	snprintf(err, errlen, "%s%s%s: %s", file ? file : "", file ? ": " : "",
-		 what, buf);
-	ERR_clear_error();
+	if (current == conn)
+		current = NULL;
+	part->close(conn);
 }
 
 int
 tls_init(const struct config *cfg, char *err, size_t errlen, FILE *warn)
 {
-	SSL_CTX *ctx;
-	X509 *cert;
-	int min = TLS1_2_VERSION;
+	struct tls_part_settings set;
+	char path[4096];
 
-	if (cfg->tls_certificate == NULL || cfg->tls_key == NULL)
+	if (!tls_wanted(cfg))
 		return 0;
-	ctx = SSL_CTX_new(TLS_server_method());
-	if (ctx == NULL) {
-		ssl_error(err, errlen, "cannot create TLS context", NULL);
+	if (cfg->tls_certificate == NULL || cfg->tls_key == NULL) {
+		/* config_load refuses this; said here for other callers. */
+		snprintf(err, errlen, "a listener uses TLS but [tls] has no "
+			 "certificate and key");
 		return -1;
 	}
-	if (cfg->tls_min_version != NULL &&
-	    strcmp(cfg->tls_min_version, "TLSv1.3") == 0)
-		min = TLS1_3_VERSION;
-	SSL_CTX_set_min_proto_version(ctx, min);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-			    SSL_OP_CIPHER_SERVER_PREFERENCE |
-			    SSL_OP_NO_COMPRESSION);
-	/* One process per session: a session cache would never be hit. */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_num_tickets(ctx, 0);
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", cfg->module_dir,
+			     TLS_PART_FILE) >= sizeof(path)) {
+		snprintf(err, errlen, "%s: module_dir too long for the TLS "
+			 "part", cfg->module_dir);
+		return -1;
+	}
+	if (part_open(path, &part_handle, &part, err, errlen) < 0)
+		return -1;
+	tls_ops.read = part->read;
+	tls_ops.write = part->write;
+	tls_ops.pending = part->pending;
+	tls_ops.close = tls_close;
 
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_certificate) != 1) {
-		ssl_error(err, errlen, "cannot load certificate chain",
-			  cfg->tls_certificate);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM)
-	    != 1) {
-		ssl_error(err, errlen, "cannot load private key", cfg->tls_key);
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errlen, "%s: private key does not match the "
-			 "certificate %s", cfg->tls_key, cfg->tls_certificate);
-		ERR_clear_error();
-		goto fail;
-	}
-	cert = SSL_CTX_get0_certificate(ctx);
-	if (cert != NULL) {
-		if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
-			snprintf(err, errlen, "%s: certificate has expired",
-				 cfg->tls_certificate);
-			goto fail;
-		}
-		if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
-			snprintf(err, errlen, "%s: certificate is not valid "
-				 "yet", cfg->tls_certificate);
-			goto fail;
-		}
-		if (warn != NULL) {
-			time_t soon = time(NULL) + 30 * 86400;
-
-			if (X509_cmp_time(X509_get0_notAfter(cert), &soon) <= 0)
-				fprintf(warn, "warning: %s: certificate "
-					"expires within 30 days\n",
-					cfg->tls_certificate);
-		}
-	}
-	if (cfg->tls_ciphers != NULL &&
-	    SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
-		ssl_error(err, errlen, "invalid ciphers", NULL);
-		goto fail;
-	}
-	if (cfg->tls_ciphersuites != NULL &&
-	    SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites) != 1) {
-		ssl_error(err, errlen, "invalid ciphersuites", NULL);
-		goto fail;
-	}
-	if (cfg->tls_client_ca != NULL) {
-		STACK_OF(X509_NAME) *names;
-
-		if (SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca,
-						  NULL) != 1) {
-			ssl_error(err, errlen, "cannot load client CA",
-				  cfg->tls_client_ca);
-			goto fail;
-		}
-		names = SSL_load_client_CA_file(cfg->tls_client_ca);
-		if (names != NULL)
-			SSL_CTX_set_client_CA_list(ctx, names);
-		/* Ask for a certificate, accept sessions without one. */
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	}
-	server_ctx = ctx;
+	set.certificate = cfg->tls_certificate;
+	set.key = cfg->tls_key;
+	set.client_ca = cfg->tls_client_ca;
+	set.min_version = cfg->tls_min_version;
+	set.ciphers = cfg->tls_ciphers;
+	set.ciphersuites = cfg->tls_ciphersuites;
+	if (part->init(&set, err, errlen, warn) < 0)
+		return -1;
+	context_ready = true;
 	return 0;
-fail:
-	SSL_CTX_free(ctx);
-	return -1;
 }
 
 void
 tls_deinit(void)
 {
-	SSL_CTX_free(server_ctx);
-	server_ctx = NULL;
+	if (part != NULL)
+		part->deinit();
+	if (part_handle != NULL)
+		dlclose(part_handle);
+	part = NULL;
+	part_handle = NULL;
+	context_ready = false;
+	current = NULL;
 }
 
-/* Wait for the direction OpenSSL asked for.  1 ready, 0 timeout, -1. */
-static int
-tls_wait(struct tls_conn *c, int ssl_err, int timeout_ms)
+bool
+tls_available(void)
 {
-	struct pollfd pfd;
-	int r;
-
-	pfd.fd = ssl_err == SSL_ERROR_WANT_WRITE ? c->fd_out : c->fd_in;
-	pfd.events = ssl_err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
-	do {
-		r = poll(&pfd, 1, timeout_ms);
-	} while (r < 0 && errno == EINTR);
-	return r;
+	return context_ready;
 }
 
-static ssize_t
-tls_read(void *ctx, void *buf, size_t len)
+int
+tls_part_describe(const char *path, char *out, size_t outlen)
 {
-	struct tls_conn *c = ctx;
-	int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	const struct tls_part *p;
+	void *h;
 
-	if (n > 0)
-		return n;
-	switch (SSL_get_error(c->ssl, n)) {
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
-		errno = EAGAIN;
+	if (part_open(path, &h, &p, out, outlen) < 0)
 		return -1;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		ERR_clear_error();
-		errno = EIO;
-		return -1;
-	}
+	snprintf(out, outlen, "part of the core: TLS (part ABI %u, %s)",
+		 p->abi, p->library());
+	dlclose(h);
+	return 0;
 }
-
-static ssize_t
-tls_write(void *ctx, const void *buf, size_t len)
-{
-	struct tls_conn *c = ctx;
-	int n = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
-
-	if (n > 0)
-		return n;
-	switch (SSL_get_error(c->ssl, n)) {
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
-		errno = EAGAIN;
-		return -1;
-	default:
-		ERR_clear_error();
-		errno = EPIPE;
-		return -1;
-	}
-}
-
-static size_t
-tls_pending(void *ctx)
-{
-	struct tls_conn *c = ctx;
-
-	return (size_t)SSL_pending(c->ssl);
-}
-
-static void
-tls_close(void *ctx)
-{
-	struct tls_conn *c = ctx;
-
-	/* A close_notify, without waiting for the peer's. */
-	SSL_shutdown(c->ssl);
-	SSL_free(c->ssl);
-	if (current == c)
-		current = NULL;
-	free(c);
-}
-
-static const struct pio_ops tls_ops = {
-	.read = tls_read, .write = tls_write, .pending = tls_pending,
-	.close = tls_close
-};
 
 int
 tls_start(struct poplar_session *s, int fd_in, int fd_out, int timeout_ms,
 	  const char **error_r)
 {
-	struct tls_conn *c;
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	void *conn;
 
 	*error_r = NULL;
-	if (server_ctx == NULL) {
+	if (!context_ready) {
 		*error_r = "TLS is not configured";
 		return -1;
 	}
-	c = xcalloc(1, sizeof(*c));
-	c->fd_in = fd_in;
-	c->fd_out = fd_out;
-	c->ssl = SSL_new(server_ctx);
-	if (c->ssl == NULL || SSL_set_rfd(c->ssl, fd_in) != 1 ||
-	    SSL_set_wfd(c->ssl, fd_out) != 1) {
-		*error_r = "cannot set up TLS";
-		goto fail;
-	}
-	fcntl(fd_in, F_SETFL, fcntl(fd_in, F_GETFL) | O_NONBLOCK);
-	if (fd_out != fd_in)
-		fcntl(fd_out, F_SETFL, fcntl(fd_out, F_GETFL) | O_NONBLOCK);
 	/* Anything the client sent before the handshake is discarded: it
 	 * must never be executed inside TLS (STARTTLS injection). */
 	pio_discard_input(s->io);
-	for (;;) {
-		int r = SSL_accept(c->ssl), e;
-		uint64_t now;
-
-		if (r == 1)
-			break;
-		e = SSL_get_error(c->ssl, r);
-		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-			unsigned long le = ERR_get_error();
-			static char why[200];
-
-			if (le != 0)
-				snprintf(why, sizeof(why), "handshake failed: "
-					 "%s", ERR_reason_error_string(le));
-			else
-				snprintf(why, sizeof(why), "handshake failed: "
-					 "connection closed");
-			ERR_clear_error();
-			*error_r = why;
-			goto fail;
-		}
-		now = now_ms();
-		if (now >= deadline ||
-		    tls_wait(c, e, (int)(deadline - now)) <= 0) {
-			*error_r = "handshake timed out";
-			goto fail;
-		}
-	}
-	current = c;
-	pio_set_transport(s->io, &tls_ops, c);
+	if (part->start(fd_in, fd_out, timeout_ms, &conn, error_r) < 0)
+		return -1;
+	current = conn;
+	pio_set_transport(s->io, &tls_ops, conn);
 	s->flags |= SESSION_FLAG_TLS;
 	return 0;
-fail:
-	if (c->ssl != NULL)
-		SSL_free(c->ssl);
-	free(c);
-	return -1;
 }
 
 const char *
@@ -311,7 +197,7 @@ tls_session_version(const struct poplar_session *s)
 {
 	if (!(s->flags & SESSION_FLAG_TLS) || current == NULL)
 		return "-";
-	return SSL_get_version(current->ssl);
+	return part->version(current);
 }
 
 const char *
@@ -319,52 +205,15 @@ tls_session_cipher(const struct poplar_session *s)
 {
 	if (!(s->flags & SESSION_FLAG_TLS) || current == NULL)
 		return "-";
-	return SSL_get_cipher_name(current->ssl);
+	return part->cipher(current);
 }
 
 int
 tls_session_ssf(const struct poplar_session *s)
 {
-	int bits;
-
 	if (!(s->flags & SESSION_FLAG_TLS) || current == NULL)
 		return 0;
-	bits = SSL_get_cipher_bits(current->ssl, NULL);
-	return bits > 0 ? bits : 0;
-}
-
-/* The last commonName of the certificate's subject into out, or "". */
-static void
-cert_common_name(X509 *cert, char *out, size_t size)
-{
-	X509_NAME *subject = X509_get_subject_name(cert);
-	int i = -1, last = -1;
-	unsigned char *utf8 = NULL;
-	int len;
-
-	out[0] = '\0';
-	if (subject == NULL)
-		return;
-	/* Bounded by the number of entries in the name. */
-	while ((i = X509_NAME_get_index_by_NID(subject, NID_commonName, i))
-	       >= 0)
-		last = i;
-	if (last < 0)
-		return;
-	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(
-				  X509_NAME_get_entry(subject, last)));
-	if (len <= 0 || (size_t)len >= size) {
-		OPENSSL_free(utf8);
-		return;
-	}
-	for (int k = 0; k < len; k++)
-		if (utf8[k] < 0x20 || utf8[k] == 0x7f) {
-			OPENSSL_free(utf8);
-			return;
-		}
-	memcpy(out, utf8, (size_t)len);
-	out[len] = '\0';
-	OPENSSL_free(utf8);
+	return part->ssf(current);
 }
 
 const char *
@@ -372,17 +221,5 @@ tls_session_peer_identity(const struct poplar_session *s)
 {
 	if (!(s->flags & SESSION_FLAG_TLS) || current == NULL)
 		return NULL;
-	if (!current->peer_looked_up) {
-		X509 *cert = SSL_get_peer_certificate(current->ssl);
-
-		current->peer_looked_up = true;
-		current->peer_identity[0] = '\0';
-		if (cert != NULL && SSL_get_verify_result(current->ssl) ==
-		    X509_V_OK)
-			cert_common_name(cert, current->peer_identity,
-					 sizeof(current->peer_identity));
-		X509_free(cert);
-	}
-	return current->peer_identity[0] != '\0' ? current->peer_identity
-						  : NULL;
+	return part->peer_identity(current);
 }

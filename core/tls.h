@@ -1,6 +1,8 @@
 /* tls.h: TLS for POP3 sessions (STLS, RFC 2595, and implicit TLS on 995,
- * RFC 8314) with OpenSSL.  The server context is made once in the master
- * (certificate, key, versions, ciphers) and inherited by every session. */
+ * RFC 8314).  The server context is made once in the master (certificate,
+ * key, versions, ciphers) and inherited by every session.  The OpenSSL
+ * code is a part of its own, loaded only when the configuration uses TLS
+ * (tls_part.h). */
 #ifndef POPLAR_TLS_H
 #define POPLAR_TLS_H
 
@@ -11,13 +13,24 @@
 
 struct poplar_session;
 
-/* Build the server context when [tls] has a certificate.  Checks that
- * the certificate and key can be read, match, and that the certificate
- * is valid now.  0, or -1 with a message in err.  Warnings (a certificate
- * expiring within 30 days) go to warn (may be NULL). */
+/* When the configuration uses TLS (a listener with tls = starttls or
+ * implicit, or [tls] with a certificate and key): load the TLS part from
+ * module_dir and build the server context.  Checks that the part is there
+ * and of this version, that the certificate and key can be read, match,
+ * and that the certificate is valid now.  0 (also when TLS is not used),
+ * or -1 with a message naming the file in err.  Warnings (a certificate
+ * expiring within 30 days) go to warn (may be NULL).  Call it in the
+ * master before any fork. */
 int tls_init(const struct config *cfg, char *err, size_t errlen, FILE *warn);
+/* Free the context and unload the part. */
 void tls_deinit(void);
+/* True when tls_init built a context: sessions can start TLS. */
 bool tls_available(void);
+
+/* --list-modules: load the TLS part at path and check it, without
+ * building a context.  0 with a one-line description in out, or -1 with
+ * "PATH: reason" in out. */
+int tls_part_describe(const char *path, char *out, size_t outlen);
 
 /* Run the server side of the handshake on the session's fds, within
  * timeout_ms, and switch the session's I/O to TLS.  0, or -1 with a

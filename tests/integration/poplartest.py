@@ -187,6 +187,17 @@ def count_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def mapped_files(pid):
+    """Paths of the files mapped into process pid."""
+    paths = set()
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith("/"):
+                paths.add(parts[5].strip())
+    return paths
+
+
 class Connection:
     """A raw POP3 connection: send bytes, read CRLF lines with a deadline."""
 

@@ -11,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import poplartest  # noqa: E402
-from poplartest import PoplarServer  # noqa: E402
+from poplartest import PoplarServer, mapped_files  # noqa: E402
 
 
 def run_poplard(*args, timeout=30):
@@ -248,17 +248,6 @@ class UserFileTests(unittest.TestCase):
                 self.assertTrue(c.cmd("PASS secret").startswith("-ERR"),
                                 name)
                 c.quit()
-
-
-def mapped_files(pid):
-    """Paths of the files mapped into process pid."""
-    paths = set()
-    with open("/proc/%d/maps" % pid) as f:
-        for line in f:
-            parts = line.split(None, 5)
-            if len(parts) == 6 and parts[5].startswith("/"):
-                paths.add(parts[5].strip())
-    return paths
 
 
 @unittest.skipUnless(poplartest.module_build_dir() and os.path.exists(

@@ -425,6 +425,12 @@ START_TEST(test_list)
 	ck_assert_msg(strstr(line, "unusable: ") &&
 		      strstr(line, "'poplar_module' not found"), "%s", line);
 	free(line);
+	/* a TLS part, but not under the part's file name: no module */
+	line = listed(out, "testtlsabi");
+	ck_assert_msg(line != NULL, "%s", out);
+	ck_assert_msg(strstr(line, "unusable: ") &&
+		      strstr(line, "'poplar_module' not found"), "%s", line);
+	free(line);
 	/* the commands of the usable ones, and only *.so files listed */
 	ck_assert_msg(strstr(out, "commands: XTEST XLOGIN\n") != NULL, "%s",
 		      out);
@@ -436,7 +442,7 @@ START_TEST(test_list)
 
 		for (char *p = out; *p; p++)
 			lines += *p == '\n';
-		ck_assert_int_eq(lines, 1 + 2 + 2 + 1 + 1);
+		ck_assert_int_eq(lines, 1 + 2 + 2 + 1 + 1 + 1);
 	}
 	free(out);
 }
