@@ -1543,12 +1543,18 @@ ustate_write(const char *path, const char *epoch, uint64_t next,
 	n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return -1;
-	alloc = 64 + count * 56;
+	/* The header, each line (at most 20 digits, a space, the id in hex
+	 * and a newline) and the checksum line. */
+	alloc = strlen(UIDL_VERSION_LINE) + strlen(epoch) + 64 +
+		count * (2 * ID_LEN + 24) + 32;
 	buf = malloc(alloc);
 	if (buf == NULL)
 		return -1;
-	len = (size_t)snprintf(buf, alloc, "%sepoch %s\nnext %" PRIu64 "\n",
-			       UIDL_VERSION_LINE, epoch, next);
+	n = snprintf(buf, alloc, "%sepoch %s\nnext %" PRIu64 "\n",
+		     UIDL_VERSION_LINE, epoch, next);
+	if (n < 0 || (size_t)n + 32 > alloc)
+		goto cleanup;
+	len = (size_t)n;
 	for (i = 0; i < count; i++) {
 		if (skip != NULL && skip[i])
 			continue;
@@ -1560,8 +1566,11 @@ ustate_write(const char *path, const char *epoch, uint64_t next,
 		memcpy(buf + len, line, (size_t)n);
 		len += (size_t)n;
 	}
-	len += (size_t)snprintf(buf + len, alloc - len, "checksum %016" PRIx64
-				"\n", hash64(buf, len, 0));
+	n = snprintf(buf + len, alloc - len, "checksum %016" PRIx64 "\n",
+		     hash64(buf, len, 0));
+	if (n < 0 || (size_t)n >= alloc - len)
+		goto cleanup;
+	len += (size_t)n;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 		  0600);
 	if (fd < 0)

@@ -639,6 +639,44 @@ START_TEST(test_uidl_old_version)
 }
 END_TEST
 
+/* An mbox emptied by another program: the state written for no
+ * messages is whole (it once overran its buffer) and reads back. */
+START_TEST(test_state_of_emptied_mbox)
+{
+	static const char msg[] = "From a@example.org Tue Jan  2 00:00:00 "
+		"2024\nSubject: again\n\nbody\n\n";
+	char first[POP3_UIDL_MAX + 1];
+	struct maildrop *md;
+	size_t len;
+	char *st;
+
+	make_mbox(3, 1);
+	md = open_ok();
+	maildrop_close(&md);
+	write_file(mboxpath, "", 0);
+	unlink(indexpath);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 0);
+	maildrop_close(&md);
+	st = read_file(uidlpath, &len);
+	ck_assert(strncmp(st, "poplar-uidl 2\nepoch ", 20) == 0);
+	ck_assert_ptr_null(memchr(st, '\0', len));
+	ck_assert(len > 27 && st[len - 1] == '\n');
+	ck_assert(strncmp(st + len - 27, "\nchecksum ", 10) == 0);
+	free(st);
+	append_file(mboxpath, msg, sizeof(msg) - 1);
+	md = open_ok();
+	ck_assert_uint_eq(md->count, 1);
+	strcpy(first, md->msgs[0].uidl);
+	maildrop_close(&md);
+	unlink(indexpath);
+	md = open_ok();
+	ck_assert_str_eq(md->msgs[0].uidl, first);
+	maildrop_close(&md);
+	ck_assert_ptr_null(strstr(log_text(), "damaged"));
+}
+END_TEST
+
 /* Mail appended during a session is not seen and survives the update. */
 START_TEST(test_append_during_session)
 {
@@ -1607,6 +1645,7 @@ mbox_suite(void)
 	tcase_add_test(tc, test_uidl_persistence);
 	tcase_add_test(tc, test_uidl_changed_middle);
 	tcase_add_test(tc, test_uidl_old_version);
+	tcase_add_test(tc, test_state_of_emptied_mbox);
 	tcase_add_test(tc, test_append_during_session);
 	tcase_add_test(tc, test_outside_rewrite);
 	tcase_add_test(tc, test_index);
