@@ -343,7 +343,8 @@ modules_list(const char *dir, FILE *out)
 		}
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_str);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_str);
 	fprintf(out, "modules in %s:\n", dir);
 	for (size_t i = 0; i < n; i++) {
 		char path[4096], err[1024], name[256];

@@ -1577,7 +1577,8 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 	/* In inode order: on a cold cache, the inodes (and, as they are
 	 * usually allocated alike, the data) are then read in disk order
 	 * rather than in the directory's hash order. */
-	qsort(todo, ntodo, sizeof(*todo), entry_ino_cmp);
+	if (ntodo > 1)
+		qsort(todo, ntodo, sizeof(*todo), entry_ino_cmp);
 	if (ntodo > 0 && (buf = malloc(READ_CHUNK)) == NULL)
 		goto nomem;
 	count_parallel(todo, ntodo, dfd, buf);
