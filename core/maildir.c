@@ -26,10 +26,10 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/evp.h>
 #include "crlf.h"
 #include "log.h"
 #include "maildrop.h"
+#include "sha256.h"
 #include "util.h"
 
 /* The size cache: one file per Maildir.  First line the version; then
@@ -631,27 +631,24 @@ uidl_usable(const char *s)
 
 /* The base name when it is a valid UIDL, else "H" and the first 40 hex
  * digits of its SHA-256: stable, printable and short enough. */
-static int
+static void
 make_uidl(const char *key, bool force_digest, char out[POP3_UIDL_MAX + 1])
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, i;
+	unsigned char md[SHA256_DIGEST_LEN];
+	unsigned int i;
 
 	if (!force_digest && uidl_usable(key)) {
 		strcpy(out, key);
-		return 0;
+		return;
 	}
-	if (EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL) != 1
-	    || mdlen * 2 < UIDL_DIGEST_HEX)
-		return -1;
+	sha256(key, strlen(key), md);
 	out[0] = 'H';
 	for (i = 0; i < UIDL_DIGEST_HEX / 2; i++) {
 		out[1 + 2 * i] = hex[md[i] >> 4];
 		out[2 + 2 * i] = hex[md[i] & 0xf];
 	}
 	out[1 + UIDL_DIGEST_HEX] = '\0';
-	return 0;
 }
 
 /* ---- size cache ------------------------------------------------------------ */
@@ -1478,12 +1475,7 @@ open_from_cache(struct maildrop *md, const struct cache *c,
 		if (m->name == NULL)
 			goto nomem;
 		/* A complete cache has no shared base names. */
-		if (make_uidl(base, false, m->uidl) < 0) {
-			free(m->name);
-			*err_r = MAILDROP_ERR_TEMP;
-			*error_r = "cannot compute a UIDL digest";
-			return -1;
-		}
+		make_uidl(base, false, m->uidl);
 		m->size = ce->size;
 		m->raw_size = ce->raw_size;
 		m->offset = 0;
@@ -1619,12 +1611,7 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 		m = &md->msgs[md->count];
 		/* A shared base name gets a digest of the whole name, so
 		 * UIDLs stay unique within the maildrop. */
-		if (make_uidl(e->dup ? e->name : e->base, e->dup,
-			      m->uidl) < 0) {
-			*err_r = MAILDROP_ERR_TEMP;
-			*error_r = "cannot compute a UIDL digest";
-			goto cleanup;
-		}
+		make_uidl(e->dup ? e->name : e->base, e->dup, m->uidl);
 		m->size = e->size;
 		m->raw_size = e->raw_size;
 		m->offset = 0;

@@ -62,14 +62,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/evp.h>
-#include <openssl/opensslv.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
 #include "dotlock.h"
 #include "log.h"
 #include "maildrop.h"
+#include "sha256.h"
 #include "util.h"
 
 /* Bytes of the "From " line and of the content that go into a message's
@@ -441,30 +440,27 @@ unhex(const char *in, unsigned char *out, size_t len)
 static int
 hash_range(int fd, uint64_t from, uint64_t to, char out[65])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	unsigned char md[SHA256_DIGEST_LEN];
 	unsigned char *buf = malloc(COPY_CHUNK);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	struct sha256_ctx ctx;
 	int ret = -1;
 
-	if (buf == NULL || ctx == NULL ||
-	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+	if (buf == NULL)
 		goto cleanup;
+	sha256_init(&ctx);
 	while (from < to) {
 		size_t n = to - from < COPY_CHUNK ? (size_t)(to - from) :
 			COPY_CHUNK;
 
-		if (pread_all(fd, buf, n, from) < 0 ||
-		    EVP_DigestUpdate(ctx, buf, n) != 1)
+		if (pread_all(fd, buf, n, from) < 0)
 			goto cleanup;
+		sha256_update(&ctx, buf, n);
 		from += n;
 	}
-	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
-		goto cleanup;
-	hex(md, 32, out);
+	sha256_final(&ctx, md);
+	hex(md, SHA256_DIGEST_LEN, out);
 	ret = 0;
 cleanup:
-	EVP_MD_CTX_free(ctx);
 	free(buf);
 	return ret;
 }
@@ -495,8 +491,6 @@ struct scanner {
 	const unsigned char *buf;       /* file bytes [bpos, bpos + blen) */
 	uint64_t bpos;
 	size_t blen;
-	EVP_MD_CTX *ctx;
-	const EVP_MD *sha256;
 	struct recs *out;
 	/* the message being read */
 	bool in_from;
@@ -520,25 +514,23 @@ scan_bytes(struct scanner *sc, uint64_t off, size_t len, unsigned char *dst)
 /* The digest of a message: SHA-256 of (at most FROM_DIGEST_MAX bytes of)
  * its "From " line, its raw size (8 bytes, little-endian) and (at most
  * CONTENT_DIGEST_MAX bytes of) its content, cut to ID_LEN. */
-static int
-scan_digest(struct scanner *sc, const unsigned char *from, size_t from_len,
+static void
+scan_digest(const unsigned char *from, size_t from_len,
 	    const unsigned char *content, size_t content_len,
 	    uint64_t raw_size, unsigned char id[ID_LEN])
 {
-	unsigned char md[EVP_MAX_MD_SIZE], sz[8];
-	unsigned int mdlen = 0;
+	unsigned char md[SHA256_DIGEST_LEN], sz[8];
+	struct sha256_ctx ctx;
 	int i;
 
 	for (i = 0; i < 8; i++)
 		sz[i] = (unsigned char)(raw_size >> (8 * i));
-	if (EVP_DigestInit_ex(sc->ctx, sc->sha256, NULL) != 1 ||
-	    EVP_DigestUpdate(sc->ctx, from, from_len) != 1 ||
-	    EVP_DigestUpdate(sc->ctx, sz, sizeof(sz)) != 1 ||
-	    EVP_DigestUpdate(sc->ctx, content, content_len) != 1 ||
-	    EVP_DigestFinal_ex(sc->ctx, md, &mdlen) != 1 || mdlen < ID_LEN)
-		return -1;
+	sha256_init(&ctx);
+	sha256_update(&ctx, from, from_len);
+	sha256_update(&ctx, sz, sizeof(sz));
+	sha256_update(&ctx, content, content_len);
+	sha256_final(&ctx, md);
 	memcpy(id, md, ID_LEN);
-	return 0;
 }
 
 /* The current message ends at end (exclusive), with bare LFs before end
@@ -585,12 +577,7 @@ scan_finish(struct scanner *sc, uint64_t end, uint64_t bare_at_end,
 		return -1;
 	}
 	c.from_hash = hash64(from, flen, 0);
-	if (scan_digest(sc, from, flen, content, clen, c.raw_size,
-			c.id) < 0) {
-		*err_r = MAILDROP_ERR_TEMP;
-		*error_r = "cannot compute a message digest";
-		return -1;
-	}
+	scan_digest(from, flen, content, clen, c.raw_size, c.id);
 	if (recs_push(sc->out, &c) < 0) {
 		*err_r = sc->out->count >= MAILDROP_MAX_MESSAGES ?
 			MAILDROP_ERR_PERM : MAILDROP_ERR_TEMP;
@@ -654,7 +641,7 @@ below(unsigned int k)
 
 /* Scan [start, end) of fd; the line at start must be a "From " line (at
  * 0 a file that does not start so is no mbox).  Appends the messages to
- * out; sha256 computes the digests.
+ * out.
  *
  * One pass, 64 bytes at a time: bitmaps of the LFs and CRs give the
  * count of LFs without a CR before them (which CRLF conversion adds a
@@ -664,22 +651,20 @@ below(unsigned int k)
  * (a running count, read at its ends), plus 2 when it does not end in
  * LF, as crlf.h defines. */
 static int
-scan(int fd, uint64_t start, uint64_t end, const EVP_MD *sha256,
-     struct recs *out, enum maildrop_error *err_r, const char **error_r)
+scan(int fd, uint64_t start, uint64_t end, struct recs *out,
+     enum maildrop_error *err_r, const char **error_r)
 {
 	struct scanner *sc = calloc(1, sizeof(*sc));
 	unsigned char *buf = malloc(SCAN_CHUNK), block[64];
 	uint64_t prev_lf = 0, prev_cr = 0, bare = 0, next;
 	int ret = -1;
 
-	if (sc == NULL || buf == NULL ||
-	    (sc->ctx = EVP_MD_CTX_new()) == NULL) {
+	if (sc == NULL || buf == NULL) {
 		*err_r = MAILDROP_ERR_TEMP;
 		*error_r = "out of memory reading the mbox";
 		goto cleanup;
 	}
 	sc->fd = fd;
-	sc->sha256 = sha256;
 	sc->end = end;
 	sc->buf = buf;
 	sc->out = out;
@@ -826,21 +811,9 @@ scan(int fd, uint64_t start, uint64_t end, const EVP_MD *sha256,
 done:
 	ret = 0;
 cleanup:
-	if (sc != NULL)
-		EVP_MD_CTX_free(sc->ctx);
 	free(buf);
 	free(sc);
 	return ret;
-}
-
-static void
-md_free(EVP_MD *md)
-{
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-	EVP_MD_free(md);
-#else
-	(void)md;
-#endif
 }
 
 /* Where to cut [start, end) for two scanners: the first message start
@@ -922,7 +895,6 @@ recs_append(struct recs *r, const struct recs *more,
 struct scan_part {
 	int fd;
 	uint64_t start, end;
-	const EVP_MD *sha256;
 	struct recs out;
 	enum maildrop_error err;
 	char error[256];
@@ -935,8 +907,8 @@ scan_part_run(void *arg)
 	struct scan_part *sp = arg;
 	const char *error = NULL;
 
-	sp->ret = scan(sp->fd, sp->start, sp->end, sp->sha256, &sp->out,
-		       &sp->err, &error);
+	sp->ret = scan(sp->fd, sp->start, sp->end, &sp->out, &sp->err,
+		       &error);
 	if (sp->ret < 0)
 		strlcpy_p(sp->error, error != NULL ? error : "?",
 			  sizeof(sp->error));
@@ -969,36 +941,17 @@ scan_all(int fd, uint64_t start, uint64_t end, struct recs *out,
 	pthread_attr_t attr;
 	pthread_t tid;
 	sigset_t all, old;
-	const EVP_MD *sha256;
-	EVP_MD *fetched = NULL;
 	uint64_t cut;
 	bool threaded = false;
 	int ret;
 
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-	/* Not EVP_sha256(), which OpenSSL 3 looks up at every
-	 * EVP_DigestInit_ex, under a lock; fetched once, for both
-	 * threads. */
-	sha256 = fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
-#else
-	sha256 = EVP_sha256();
-#endif
-	if (sha256 == NULL) {
-		*err_r = MAILDROP_ERR_TEMP;
-		*error_r = "cannot compute message digests (no SHA-256)";
-		return -1;
-	}
 	cut = start < end ? scan_cut(fd, start, end) : 0;
-	if (cut == 0) {
-		ret = scan(fd, start, end, sha256, out, err_r, error_r);
-		md_free(fetched);
-		return ret;
-	}
+	if (cut == 0)
+		return scan(fd, start, end, out, err_r, error_r);
 	memset(&sp, 0, sizeof(sp));
 	sp.fd = fd;
 	sp.start = cut;
 	sp.end = end;
-	sp.sha256 = sha256;
 	/* The thread takes no signal; the process's handlers stay where
 	 * they run now. */
 	if (pthread_attr_init(&attr) == 0) {
@@ -1011,7 +964,7 @@ scan_all(int fd, uint64_t start, uint64_t end, struct recs *out,
 		}
 		(void)pthread_attr_destroy(&attr);
 	}
-	ret = scan(fd, start, cut, sha256, out, err_r, error_r);
+	ret = scan(fd, start, cut, out, err_r, error_r);
 	if (threaded)
 		(void)pthread_join(tid, NULL);
 	else if (ret == 0)
@@ -1035,7 +988,6 @@ scan_all(int fd, uint64_t start, uint64_t end, struct recs *out,
 	if (ret == 0 && sp.out.count > 0)
 		ret = recs_append(out, &sp.out, err_r, error_r);
 	free(sp.out.v);
-	md_free(fetched);
 	return ret;
 }
 
