@@ -899,10 +899,10 @@ class ConfigCheckTests(unittest.TestCase):
 
 # ---- the TLS part ----------------------------------------------------------
 
-# Mapped by the master only when the configuration uses TLS.  libcrypto is
-# still linked by the core (SHA-256 of the maildrop drivers); add
-# "libcrypto" here once it is not.
+# Mapped by the master only when the configuration uses TLS.  libcrypto
+# too, unless a module that uses it (apop) is loaded.
 TLS_ONLY_FILES = ("libssl", "tls-openssl")
+OPENSSL_FILES = TLS_ONLY_FILES + ("libcrypto",)
 
 
 class TLSPartTests(unittest.TestCase):
@@ -927,9 +927,9 @@ class TLSPartTests(unittest.TestCase):
         s.add_message("alice", SMALL)
         return s
 
-    def tls_only_files(self, pid):
+    def tls_only_files(self, pid, prefixes=TLS_ONLY_FILES):
         names = [os.path.basename(p) for p in poplartest.mapped_files(pid)]
-        return sorted(n for n in names if n.startswith(TLS_ONLY_FILES))
+        return sorted(n for n in names if n.startswith(prefixes))
 
     def module_dir_without_part(self, server, part=None):
         """A module directory holding pass.so and, when part is given,
@@ -969,6 +969,20 @@ class TLSPartTests(unittest.TestCase):
                                  "pid %d maps TLS files" % pid)
             self.assertIn("apop.so", [os.path.basename(p) for p in
                                       poplartest.mapped_files(s.pid)])
+            c.quit()
+
+    def test_no_tls_maps_no_openssl(self):
+        # pass alone and tls = none: the master and its sessions map no
+        # OpenSSL library at all (fork and exit copy and tear down less).
+        s = self.server(tls=False)
+        s.start()
+        with s.login("alice") as c:
+            self.assertTrue(c.cmd("STAT").startswith("+OK"))
+            children = list(s.children())
+            self.assertEqual(len(children), 1, children)
+            for pid in [s.pid] + children:
+                self.assertEqual(self.tls_only_files(pid, OPENSSL_FILES),
+                                 [], "pid %d maps OpenSSL" % pid)
             c.quit()
 
     def test_tls_maps_libssl_and_stls_works(self):
