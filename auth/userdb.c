@@ -326,6 +326,17 @@ userdb_init(const struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+static int
+set_user(struct userdb_user *user_r, const char *name, uid_t uid, gid_t gid,
+	 const char *home)
+{
+	strlcpy_p(user_r->name, name, sizeof(user_r->name));
+	user_r->uid = uid;
+	user_r->gid = gid;
+	strlcpy_p(user_r->home, home, sizeof(user_r->home));
+	return 1;
+}
+
 /* Out of line: its 8 KiB buffer is not on the stack of a passwd-file
  * lookup (fresh stack pages are page faults in a session process). */
 static __attribute__((noinline)) int
@@ -342,11 +353,8 @@ system_lookup(const char *name, struct userdb_user *user_r,
 	}
 	if (pw == NULL)
 		return 0;
-	strlcpy_p(user_r->name, pw->pw_name, sizeof(user_r->name));
-	user_r->uid = pw->pw_uid;
-	user_r->gid = pw->pw_gid;
-	strlcpy_p(user_r->home, pw->pw_dir, sizeof(user_r->home));
-	return 1;
+	return set_user(user_r, pw->pw_name, pw->pw_uid, pw->pw_gid,
+			pw->pw_dir);
 }
 
 int
@@ -362,11 +370,7 @@ userdb_lookup(const char *name, struct userdb_user *user_r,
 
 		if (e == NULL)
 			return 0;
-		strlcpy_p(user_r->name, e->name, sizeof(user_r->name));
-		user_r->uid = e->uid;
-		user_r->gid = e->gid;
-		strlcpy_p(user_r->home, e->home, sizeof(user_r->home));
-		return 1;
+		return set_user(user_r, e->name, e->uid, e->gid, e->home);
 	}
 	return system_lookup(name, user_r, error_r);
 }
