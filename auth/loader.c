@@ -152,23 +152,13 @@ module_load_file(const char *path, const char *name, char *err, size_t errlen)
 {
 	struct loaded_module *m;
 	const struct poplar_module *d;
-	void *h;
+	void *h, *sym;
 
-	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (h == NULL) {
-		const char *e = dlerror();
-
-		snprintf(err, errlen, "%s: cannot load module: %s", path,
-			 e != NULL ? e : "unknown error");
+	h = dl_open_symbol(path, POPLAR_MODULE_SYMBOL, "module",
+			   "a Poplar module", &sym, err, errlen);
+	if (h == NULL)
 		return NULL;
-	}
-	d = dlsym(h, POPLAR_MODULE_SYMBOL);
-	if (d == NULL) {
-		snprintf(err, errlen, "%s: not a Poplar module: symbol '%s' "
-			 "not found", path, POPLAR_MODULE_SYMBOL);
-		dlclose(h);
-		return NULL;
-	}
+	d = sym;
 	if (d->abi_major != POPLAR_MODULE_ABI_MAJOR ||
 	    d->abi_minor > POPLAR_MODULE_ABI_MINOR) {
 		snprintf(err, errlen, "%s: module ABI %u.%u is not supported "

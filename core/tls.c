@@ -21,6 +21,7 @@
 #include "session.h"
 #include "tls.h"
 #include "tls_part.h"
+#include "util.h"
 
 /* The loaded part (NULL without TLS) and whether its context is built. */
 static void *part_handle;
@@ -53,31 +54,15 @@ part_open(const char *path, void **handle_r, const struct tls_part **part_r,
 	  char *err, size_t errlen)
 {
 	const struct tls_part *p;
-	void *h;
+	void *h, *sym;
 
 	*handle_r = NULL;
 	*part_r = NULL;
-	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (h == NULL) {
-		const char *e = dlerror();
-		size_t n = strlen(path);
-
-		if (e == NULL)
-			e = "unknown error";
-		/* dlerror() usually starts with the path: say it once. */
-		else if (strncmp(e, path, n) == 0 && strncmp(e + n, ": ", 2) == 0)
-			e += n + 2;
-		snprintf(err, errlen, "%s: cannot load the TLS part: %s", path,
-			 e);
+	h = dl_open_symbol(path, TLS_PART_SYMBOL, "the TLS part",
+			   "a TLS part", &sym, err, errlen);
+	if (h == NULL)
 		return -1;
-	}
-	p = dlsym(h, TLS_PART_SYMBOL);
-	if (p == NULL) {
-		snprintf(err, errlen, "%s: not a TLS part: symbol '%s' not "
-			 "found", path, TLS_PART_SYMBOL);
-		dlclose(h);
-		return -1;
-	}
+	p = sym;
 	if (p->abi != TLS_PART_ABI) {
 		snprintf(err, errlen, "%s: TLS part ABI %u is not supported "
 			 "(poplard has TLS part ABI %d): install the part "

@@ -2,6 +2,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,4 +108,33 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void *
+dl_open_symbol(const char *path, const char *symbol, const char *what,
+	       const char *kind, void **sym_r, char *err, size_t errlen)
+{
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+
+	*sym_r = NULL;
+	if (h == NULL) {
+		const char *e = dlerror();
+		size_t n = strlen(path);
+
+		if (e == NULL)
+			e = "unknown error";
+		/* dlerror() usually starts with the path: say it once. */
+		else if (strncmp(e, path, n) == 0 && strncmp(e + n, ": ", 2) == 0)
+			e += n + 2;
+		snprintf(err, errlen, "%s: cannot load %s: %s", path, what, e);
+		return NULL;
+	}
+	*sym_r = dlsym(h, symbol);
+	if (*sym_r == NULL) {
+		snprintf(err, errlen, "%s: not %s: symbol '%s' not found",
+			 path, kind, symbol);
+		dlclose(h);
+		return NULL;
+	}
+	return h;
 }
