@@ -226,6 +226,42 @@ module_unload(struct loaded_module **mp)
 	*mp = NULL;
 }
 
+/* A module that speaks before the greeting (a connect hook: KPOP's
+ * sendauth exchange) belongs on a listener with protocol = kpop, and
+ * such a listener offers nothing else: a client of the other kind would
+ * get an exchange it does not expect. */
+static int
+listeners_check(const struct config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct listener_config *l = &cfg->listeners[i];
+		bool kpop = l->protocol == PROTOCOL_KPOP;
+
+		for (size_t j = 0; j < l->nauth; j++) {
+			const struct loaded_module *m = module_find(l->auth[j]);
+
+			if (m == NULL || (m->desc->connect != NULL) == kpop)
+				continue;
+			if (kpop)
+				snprintf(err, errlen, "%s:%u: listener '%s' has "
+					 "protocol = kpop but offers '%s', "
+					 "which does not authenticate before "
+					 "the greeting: offer only kpop there",
+					 l->file, l->auth_line, l->name,
+					 l->auth[j]);
+			else
+				snprintf(err, errlen, "%s:%u: listener '%s' "
+					 "offers '%s', which authenticates "
+					 "before the greeting: only a listener "
+					 "with protocol = kpop may offer it",
+					 l->file, l->auth_line, l->name,
+					 l->auth[j]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 modules_load_all(const struct config *cfg, char *err, size_t errlen)
 {
@@ -249,7 +285,7 @@ modules_load_all(const struct config *cfg, char *err, size_t errlen)
 		if (module_init(m, mc, err, errlen) < 0)
 			return -1;
 	}
-	return 0;
+	return listeners_check(cfg, err, errlen);
 }
 
 void

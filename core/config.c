@@ -67,7 +67,6 @@ struct parser {
 	unsigned int section_line[SEC_COUNT];   /* first header of each */
 	unsigned int key_line[SECTION_KEYS_MAX];/* in the current section */
 
-	unsigned int auth_line[CONFIG_MAX_LISTENERS];
 	unsigned int driver_line;       /* [userdb] driver = */
 };
 
@@ -584,7 +583,7 @@ listen_auth_set(struct parser *p, struct listener_config *l, char *v)
 		l->auth = grow(l->auth, l->nauth, sizeof(char *));
 		l->auth[l->nauth++] = keep(p->cfg, name);
 	}
-	p->auth_line[p->cfg->nlisteners - 1] = p->line;
+	l->auth_line = p->line;
 	return 0;
 }
 
@@ -608,6 +607,7 @@ listen_set(struct parser *p, size_t k, char *v)
 			     &e) < 0)
 			return -1;
 		l->protocol = (enum listen_protocol)e;
+		l->protocol_line = p->line;
 		return 0;
 	case LK_AUTH:
 		return listen_auth_set(p, l, v);
@@ -1088,9 +1088,15 @@ finish(struct parser *p)
 			return fail(p, l->tls_line, "listener '%s' has tls = %s "
 				    "but [tls] has no certificate and key",
 				    l->name, tls_mode_name(l->tls));
+		/* KPOP authenticates before the greeting, in the clear by
+		 * its own design (fetchmail speaks it on plain TCP). */
+		if (l->protocol == PROTOCOL_KPOP && l->tls != TLS_MODE_NONE)
+			return fail(p, l->tls_line, "listener '%s' has "
+				    "protocol = kpop, which has no TLS: set "
+				    "tls = none", l->name);
 		for (size_t j = 0; j < l->nauth; j++)
 			if (config_module(cfg, l->auth[j]) == NULL)
-				return fail(p, p->auth_line[i], "listener "
+				return fail(p, l->auth_line, "listener "
 					    "'%s' offers '%s' but there is no "
 					    "[module %s] section", l->name,
 					    l->auth[j], l->auth[j]);

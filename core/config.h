@@ -47,6 +47,8 @@ struct listener_config {
 	struct network *trusted;
 	size_t ntrusted;
 	unsigned int tls_line;          /* of "tls =", for errors */
+	unsigned int protocol_line;     /* of "protocol =" */
+	unsigned int auth_line;         /* of "auth =" */
 };
 
 /* Is the peer address (text, as logged) inside one of the networks? */

@@ -172,6 +172,46 @@ class ConfigCheckTests(unittest.TestCase):
                  self.line_of(text, "[listen pop3]"))
         self.assertTrue(any("%s:%d:" % (path, l) in err for l in lines), err)
 
+    # ---- listeners and modules that speak before the greeting ----------
+    def kpop_config(self, listener):
+        if not os.path.exists(os.path.join(
+                poplartest.module_build_dir() or "", "kpop.so")):
+            self.skipTest("kpop.so not built")
+        return (self.good + "\n[listen k]\naddress = 127.0.0.1:%d\n%s\n"
+                "[module kpop]\n" % (poplartest.free_port(), listener))
+
+    def test_kpop_module_on_a_pop3_listener(self):
+        text = self.kpop_config("protocol = kpop\nauth = kpop")
+        text = text.replace("auth = pass\n", "auth = pass kpop\n", 1)
+        err = self.assert_error_at(text, "auth = pass kpop",
+                                   extra="only a listener with protocol "
+                                   "= kpop may offer it")
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+    def test_kpop_listener_offering_pass(self):
+        text = self.kpop_config("protocol = kpop\nauth = kpop pass")
+        self.assert_error_at(text, "auth = kpop pass",
+                             extra="protocol = kpop but offers 'pass'")
+
+    def test_kpop_listener_with_tls(self):
+        text = self.kpop_config("protocol = kpop\nauth = kpop\n"
+                                "tls = implicit")
+        text += "[tls]\ncertificate = /nonexistent.pem\n" \
+                "key = /nonexistent.key\n"
+        self.assert_error_at(text, "tls = implicit", extra="set tls = none")
+
+    def test_kpop_listener_as_documented(self):
+        text = self.kpop_config("protocol = kpop\nauth = kpop\ntls = none")
+        path, code, out, err = self.check(text)
+        # Without a keytab the module's own check may still complain;
+        # the listener itself is accepted.
+        self.assertNotIn("before the greeting", err)
+        self.assertNotIn("has no TLS", err)
+        errors = [l for l in err.splitlines()
+                  if l.startswith("%s:" % path) and
+                  not l.startswith("%s: module checks failed" % path)]
+        self.assertEqual(errors, [], err)
+
     def test_no_listener(self):
         start = self.good.index("[listen pop3]")
         end = self.good.index("[userdb]")
