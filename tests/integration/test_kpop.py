@@ -11,6 +11,7 @@ service name "kpop", which Debian's /etc/services does not list.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -96,8 +97,10 @@ def kpop_server(module_opts=None, **kw):
     return s
 
 
-def fetchmail(server, user="alice", capture=None, keep=False):
-    """Run fetchmail over KPOP; returns (exit code, output, bsmtp text)."""
+def fetchmail(server, user="alice", capture=None, keep=False,
+              clock_offset=None):
+    """Run fetchmail over KPOP; returns (exit code, output, bsmtp text).
+    clock_offset (e.g. "+10m") runs it under faketime: its clock is off."""
     tmp = server.tmp
     conn = os.path.join(tmp, "connector.py")
     with open(conn, "w") as f:
@@ -117,6 +120,8 @@ def fetchmail(server, user="alice", capture=None, keep=False):
             "--bsmtp", out, "localhost"]
     if keep:
         argv.insert(1, "-k")
+    if clock_offset:
+        argv = ["faketime", "-f", clock_offset] + argv
     env = dict(os.environ, HOME=tmp)
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        stdin=subprocess.DEVNULL, env=env,
@@ -231,6 +236,24 @@ class KpopTests(unittest.TestCase):
         self.assertNotIn(b"+OK", got)
         lines = self.server.wait_log("kpop-fail", "replayed request")
         self.assertTrue(lines, self.server.log())
+
+    def test_clock_skew(self):
+        if shutil.which("faketime") is None:
+            self.skipTest("needs faketime (package faketime)")
+        self.server.add_message("alice", MESSAGE)
+        KDC.kinit("alice", "alice-pw")
+        # The service ticket is fetched with the right time (the KDC
+        # would refuse a skewed request itself); the client's clock then
+        # runs ten minutes ahead, twice the allowed skew.
+        KDC.run([kdctest.tool("kvno"), "pop/localhost@" + KDC.realm])
+        logins = len(self.server.log_lines(" login "))
+        code, out, mail = fetchmail(self.server, clock_offset="+10m")
+        self.assertNotEqual(code, 0, out)
+        self.assertNotIn("Hello over KPOP.", mail)
+        lines = self.server.wait_log("kpop-fail", "clock skew")
+        self.assertTrue(lines, self.server.log())
+        self.assertEqual(len(self.server.maildir_files("alice")), 1)
+        self.assertEqual(len(self.server.log_lines(" login ")), logins)
 
     def test_plain_pop3_client(self):
         got, took = raw_kpop(self.server, b"CAPA\r\n")
