@@ -122,7 +122,7 @@ def fetchmail(server, user="alice", capture=None, keep=False,
         argv.insert(1, "-k")
     if clock_offset:
         argv = ["faketime", "-f", clock_offset] + argv
-    env = dict(os.environ, HOME=tmp)
+    env = dict(os.environ, HOME=tmp, FETCHMAILHOME=tmp)
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        stdin=subprocess.DEVNULL, env=env,
                        timeout=FETCHMAIL_TIMEOUT)
