@@ -242,20 +242,15 @@ listeners_check(const struct config *cfg, char *err, size_t errlen)
 
 			if (m == NULL || (m->desc->connect != NULL) == kpop)
 				continue;
-			if (kpop)
-				snprintf(err, errlen, "%s:%u: listener '%s' has "
-					 "protocol = kpop but offers '%s', "
-					 "which does not authenticate before "
-					 "the greeting: offer only kpop there",
-					 l->file, l->auth_line, l->name,
-					 l->auth[j]);
-			else
-				snprintf(err, errlen, "%s:%u: listener '%s' "
-					 "offers '%s', which authenticates "
-					 "before the greeting: only a listener "
-					 "with protocol = kpop may offer it",
-					 l->file, l->auth_line, l->name,
-					 l->auth[j]);
+			snprintf(err, errlen, "%s:%u: listener '%s' %s '%s', "
+				 "which %s", l->file, l->auth_line, l->name,
+				 kpop ? "has protocol = kpop but offers"
+				      : "offers", l->auth[j],
+				 kpop ? "does not authenticate before the "
+					"greeting: offer only kpop there"
+				      : "authenticates before the greeting: "
+					"only a listener with protocol = kpop "
+					"may offer it");
 			return -1;
 		}
 	}
