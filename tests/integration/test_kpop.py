@@ -356,6 +356,7 @@ def poplard(*args, env=None):
     p = subprocess.run([poplartest.poplard_path()] + list(args),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=30, env=env)
+    poplartest.check_sanitizer(p.stdout)
     return p.returncode, p.stdout.decode("utf-8", "replace")
 
 

@@ -318,6 +318,7 @@ class InetdModeTests(unittest.TestCase):
             p.kill()
             p.communicate(timeout=10)
             self.fail("poplard -i did not end")
+        poplartest.check_sanitizer(err)
         return p.returncode, out, err
 
     def test_session(self):
