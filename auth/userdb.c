@@ -187,6 +187,7 @@ pf_load(const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
 	char line[USERDB_LINE_MAX + 2];
+	char iobuf[BUFSIZ];
 	unsigned int lineno = 0;
 	struct pf_entry *v = NULL;
 	size_t nv = 0, cap = 0;
@@ -196,6 +197,10 @@ pf_load(const char *path, char *err, size_t errlen)
 			 strerror(errno));
 		return -1;
 	}
+	/* stdio's own buffer would go back to malloc at fclose still
+	 * holding the file, every user's hash in it, and a session forked
+	 * later would inherit that copy.  This one is wiped with line. */
+	setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *fields[5], *p = line;
 		size_t len = strlen(line);
@@ -250,6 +255,7 @@ pf_load(const char *path, char *err, size_t errlen)
 	}
 	secure_wipe(line, sizeof(line));
 	fclose(f);
+	secure_wipe(iobuf, sizeof(iobuf));
 	if (nv > 0)
 		qsort(v, nv, sizeof(*v), pf_cmp);
 	/* A name given twice: report the first line (in file order) that
@@ -280,6 +286,7 @@ pf_load(const char *path, char *err, size_t errlen)
 fail:
 	secure_wipe(line, sizeof(line));
 	fclose(f);
+	secure_wipe(iobuf, sizeof(iobuf));
 	pf_free_heap(v, nv);
 	return -1;
 }

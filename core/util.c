@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "dlflags.h"
 #include "util.h"
 
 int
@@ -114,7 +115,7 @@ void *
 dl_open_symbol(const char *path, const char *symbol, const char *what,
 	       const char *kind, void **sym_r, char *err, size_t errlen)
 {
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	void *h = dlopen(path, POPLAR_DLOPEN_FLAGS);
 
 	*sym_r = NULL;
 	if (h == NULL) {

@@ -25,9 +25,10 @@ size_t strlcpy_p(char *dst, const char *src, size_t size);
 /* Current monotonic time in milliseconds. */
 uint64_t now_ms(void);
 
-/* dlopen path (RTLD_NOW, local) and find symbol in it: the handle, with
- * the symbol's address in *sym_r, or NULL with "PATH: cannot load WHAT:
- * reason" or "PATH: not KIND: symbol 'SYMBOL' not found" in err. */
+/* dlopen path (with the flags of dlflags.h) and find symbol in it: the
+ * handle, with the symbol's address in *sym_r, or NULL with "PATH: cannot
+ * load WHAT: reason" or "PATH: not KIND: symbol 'SYMBOL' not found" in
+ * err. */
 void *dl_open_symbol(const char *path, const char *symbol, const char *what,
 		     const char *kind, void **sym_r, char *err,
 		     size_t errlen);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "dlflags.h"
 #include "poplar-module.h"
 #include "pass_backend.h"
 
@@ -77,7 +78,7 @@ backend_load(struct pass_mod *m, const char *name, const char **error_r)
 		*error_r = "module directory path too long";
 		return -1;
 	}
-	m->be_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	m->be_handle = dlopen(path, POPLAR_DLOPEN_FLAGS);
 	if (m->be_handle == NULL) {
 		snprintf(init_error, sizeof(init_error), "backend %s is not "
 			 "available (not built or not installed): %s", name,

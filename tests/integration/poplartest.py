@@ -15,7 +15,9 @@ daemon under test is named by the environment (set by `make check`):
 Rules every test keeps: every network operation has a timeout, every wait
 is bounded, only loopback addresses are used, and only processes started
 here are signalled (through their Popen objects or pids read from /proc as
-children of such a process).
+children of such a process).  In a sanitizer build, a report in poplard's
+output or log fails the test that ran it (check_sanitizer), whatever the
+exit status: the session processes' reports are only in the log.
 
 Only the Python standard library and the `openssl` and `curl` commands are
 used.
@@ -185,6 +187,33 @@ def pid_alive(pid):
 
 def count_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
+
+
+# The first line of a report of AddressSanitizer or LeakSanitizer
+# ("==PID==ERROR: AddressSanitizer: ...") and of UndefinedBehaviorSanitizer
+# ("FILE:LINE:COL: runtime error: ...").  poplard's own log lines start
+# with "poplard[PID]:", so neither can be mistaken for one of them.
+_SANITIZER_RE = re.compile(r"==\d+==ERROR: \w+Sanitizer|"
+                           r"^[^\s:]+:\d+:\d+: runtime error: ", re.M)
+
+
+def sanitizer_report(output):
+    """The output (str or bytes) of a poplard run from the start of its
+    first sanitizer report, or None when it holds none.  Only a build with
+    -fsanitize=... writes such reports."""
+    if isinstance(output, bytes):
+        output = output.decode("utf-8", "replace")
+    m = _SANITIZER_RE.search(output)
+    return None if m is None else output[m.start():]
+
+
+def check_sanitizer(output, what="poplard"):
+    """Raise AssertionError when output holds a sanitizer report: a test
+    that expects poplard to fail (exit 1) would not notice one otherwise."""
+    report = sanitizer_report(output)
+    if report is not None:
+        raise AssertionError("sanitizer report from %s:\n%s"
+                             % (what, report[:8000]))
 
 
 def mapped_files(pid):
@@ -588,11 +617,15 @@ class PoplarServer:
             pass
 
     def cleanup(self):
+        """Kill what is left, remove the directory, and raise when the
+        log holds a sanitizer report (of the master or of a session)."""
         self.kill()
         if self.logfile is not None:
             self.logfile.close()
             self.logfile = None
+        log = self.log()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        check_sanitizer(log, "poplard (its log)")
 
 
 class ServerTestCase(unittest.TestCase):

@@ -50,9 +50,11 @@ def timestamp_of(greeting):
 
 
 def run(argv, env=None, timeout=CMD_TIMEOUT):
-    return subprocess.run(argv, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env=env, timeout=timeout)
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=env, timeout=timeout)
+    poplartest.check_sanitizer(r.stderr, os.path.basename(argv[0]))
+    return r
 
 
 def write_secrets(path, secrets=None, mode=0o600):

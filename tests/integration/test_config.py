@@ -18,6 +18,7 @@ def run_poplard(*args, timeout=30):
     p = subprocess.run([poplartest.poplard_path()] + list(args),
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout)
+    poplartest.check_sanitizer(p.stderr)
     return (p.returncode, p.stdout.decode("utf-8", "replace"),
             p.stderr.decode("utf-8", "replace"))
 

@@ -115,9 +115,12 @@ def fetchmail(server, user="alice", capture=None, keep=False,
     plugin = "%s %s %d" % (sys.executable, conn, server.kport)
     if capture:
         plugin += " " + capture
+    # The lock file in tmp: as root fetchmail's default is
+    # /var/run/fetchmail.pid, shared with every other fetchmail run.
     argv = ["fetchmail", "-N", "-d0", "-v", "-f", rc, "-p", "KPOP",
             "--plugin", plugin, "--sslproto", "", "-u", user,
-            "--bsmtp", out, "localhost"]
+            "--bsmtp", out, "--pidfile", os.path.join(tmp, "fetchmail.pid"),
+            "localhost"]
     if keep:
         argv.insert(1, "-k")
     if clock_offset:
@@ -376,6 +379,7 @@ def poplard(*args, env=None):
     p = subprocess.run([poplartest.poplard_path()] + list(args),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=30, env=env)
+    poplartest.check_sanitizer(p.stdout)
     return p.returncode, p.stdout.decode("utf-8", "replace")
 
 

@@ -65,9 +65,11 @@ def tool(name):
 
 
 def run(argv, **kw):
-    return subprocess.run(argv, stdin=kw.pop("stdin", subprocess.DEVNULL),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=CMD_TIMEOUT, **kw)
+    r = subprocess.run(argv, stdin=kw.pop("stdin", subprocess.DEVNULL),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=CMD_TIMEOUT, **kw)
+    poplartest.check_sanitizer(r.stderr, os.path.basename(argv[0]))
+    return r
 
 
 def fetchmail(home, rc):

@@ -196,11 +196,13 @@ def retr_bytes(lines):
 
 
 def run(argv, input_bytes=None, env=None, timeout=CMD_TIMEOUT):
-    return subprocess.run(argv, input=input_bytes,
-                          stdin=None if input_bytes is not None
-                          else subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env=env, timeout=timeout)
+    r = subprocess.run(argv, input=input_bytes,
+                       stdin=None if input_bytes is not None
+                       else subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=env, timeout=timeout)
+    poplartest.check_sanitizer(r.stderr, os.path.basename(argv[0]))
+    return r
 
 
 def s_client(port, extra, input_bytes=b""):
