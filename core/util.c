@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include "dlflags.h"
+#include "trust.h"
 #include "util.h"
 
 int
@@ -115,9 +116,12 @@ void *
 dl_open_symbol(const char *path, const char *symbol, const char *what,
 	       const char *kind, void **sym_r, char *err, size_t errlen)
 {
-	void *h = dlopen(path, POPLAR_DLOPEN_FLAGS);
+	void *h;
 
 	*sym_r = NULL;
+	if (trust_check_file(path, err, errlen) < 0)
+		return NULL;
+	h = dlopen(path, POPLAR_DLOPEN_FLAGS);
 	if (h == NULL) {
 		const char *e = dlerror();
 		size_t n = strlen(path);

@@ -27,8 +27,8 @@ uint64_t now_ms(void);
 
 /* dlopen path (with the flags of dlflags.h) and find symbol in it: the
  * handle, with the symbol's address in *sym_r, or NULL with "PATH: cannot
- * load WHAT: reason" or "PATH: not KIND: symbol 'SYMBOL' not found" in
- * err. */
+ * load WHAT: reason", "PATH: not KIND: symbol 'SYMBOL' not found" or
+ * trust_check_file's "PATH: not loaded: reason" in err. */
 void *dl_open_symbol(const char *path, const char *symbol, const char *what,
 		     const char *kind, void **sym_r, char *err,
 		     size_t errlen);

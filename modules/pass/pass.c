@@ -17,6 +17,7 @@
 #include "dlflags.h"
 #include "poplar-module.h"
 #include "pass_backend.h"
+#include "trust.h"
 
 struct pass_mod {
 	const struct poplar_host *host;
@@ -76,6 +77,10 @@ backend_load(struct pass_mod *m, const char *name, const char **error_r)
 		     (int)(slash - info.dli_fname), info.dli_fname, name);
 	if (n < 0 || (size_t)n >= sizeof(path)) {
 		*error_r = "module directory path too long";
+		return -1;
+	}
+	if (trust_check_file(path, init_error, sizeof(init_error)) < 0) {
+		*error_r = init_error;
 		return -1;
 	}
 	m->be_handle = dlopen(path, POPLAR_DLOPEN_FLAGS);

@@ -342,6 +342,42 @@ class PassBackendTests(unittest.TestCase):
             server.cleanup()
 
 
+    def test_module_others_may_write_is_not_loaded(self):
+        # A module directory, then a module, that another user could
+        # replace: refused by -t and at start-up, the file named.
+        server = PoplarServer()
+        try:
+            mdir = os.path.join(server.tmp, "modules")
+            os.mkdir(mdir)
+            os.chmod(mdir, 0o755)
+            so = os.path.join(mdir, "pass.so")
+            shutil.copy(os.path.join(poplartest.module_build_dir(),
+                                     "pass.so"), so)
+            os.chmod(so, 0o755)
+            server.server_opts["module_dir"] = mdir
+            server.add_user("alice", "secret")
+            path = server.write_config()
+            code, out, err = run_poplard("-t", "-c", path)
+            self.assertEqual(code, 0, (out, err))
+            for target, mode, what in ((so, 0o666, "it is writable by "
+                                        "everyone (mode 0666)"),
+                                       (mdir, 0o777, "its directory %s is "
+                                        "writable by everyone (mode 0777)"
+                                        % mdir)):
+                os.chmod(target, mode)
+                code, out, err = run_poplard("-t", "-c", path)
+                self.assertEqual(code, 1, (out, err))
+                self.assertIn("%s: not loaded: %s" % (so, what), err)
+                # Start-up (a daemon that started anyway would be
+                # killed by run_poplard's timeout, failing the test).
+                code, out, err = run_poplard("-F", "-c", path, timeout=20)
+                self.assertEqual(code, 1, (out, err))
+                self.assertIn("not loaded: " + what, err)
+                os.chmod(target, 0o755)
+        finally:
+            server.cleanup()
+
+
 @unittest.skipUnless(poplartest.testmod_dir() and os.path.exists(
     os.path.join(poplartest.testmod_dir() or "", "testgood.so")),
     "the test modules are not built (POPLAR_TESTMOD_DIR)")
