@@ -22,76 +22,27 @@
 #include "dotlock.h"
 #include "log.h"
 #include "util.h"
+#include "testdir.h"
 
-static char tmpdir[1024];
-static char mbox[1100], lockname[1200], logpath[1100];
-static int saved_stderr = -1;
+static char mbox[1100], lockname[1200];
 
 static void
 setup(void)
 {
-	const char *base = getenv("TMPDIR");
-	int fd;
-
-	if (base == NULL || *base == '\0')
-		base = "/tmp";
-	snprintf(tmpdir, sizeof(tmpdir), "%s/poplar-dotlock.XXXXXX", base);
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-	snprintf(mbox, sizeof(mbox), "%s/alice", tmpdir);
+	test_dir_make("dotlock");
+	snprintf(mbox, sizeof(mbox), "%s/alice", test_dir);
 	snprintf(lockname, sizeof(lockname), "%s.lock", mbox);
-	snprintf(logpath, sizeof(logpath), "%s/log", tmpdir);
 	/* Log lines go to stderr: catch them in a file. */
-	log_open(LOG_TARGET_STDERR, "check_dotlock");
-	fflush(stderr);
-	saved_stderr = dup(2);
-	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert_int_ge(fd, 0);
-	dup2(fd, 2);
-	close(fd);
-}
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		return rmdir(path);
-	return unlink(path);
+	test_log_catch("check_dotlock");
 }
 
 static void
 teardown(void)
 {
-	fflush(stderr);
-	if (saved_stderr >= 0) {
-		dup2(saved_stderr, 2);
-		close(saved_stderr);
-		saved_stderr = -1;
-	}
-	if (tmpdir[0] != '\0')
-		ck_assert_int_eq(nftw(tmpdir, rm_one, 16,
-				      FTW_DEPTH | FTW_PHYS), 0);
-	tmpdir[0] = '\0';
+	test_dir_remove();
 }
 
-static char *
-log_text(void)
-{
-	static char buf[8192];
-	ssize_t n;
-	int fd;
-
-	fflush(stderr);
-	fd = open(logpath, O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
-/* Entries of tmpdir other than the log and the named files. */
+/* Entries of test_dir other than the log and the named files. */
 static int
 stray_files(void)
 {
@@ -100,7 +51,7 @@ stray_files(void)
 	int n = 0;
 	char line[512];
 
-	snprintf(cmd, sizeof(cmd), "ls -A '%s'", tmpdir);
+	snprintf(cmd, sizeof(cmd), "ls -A '%s'", test_dir);
 	p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
 	while (fgets(line, sizeof(line), p) != NULL)
@@ -187,7 +138,7 @@ START_TEST(test_busy_bounded)
 	ck_assert_int_eq(dotlock_take(mbox, &set, &l, &error), 0);
 	ck_assert_uint_lt(now_ms() - t0, 500);
 	ck_assert_int_eq(stray_files(), 0);
-	ck_assert_ptr_null(strstr(log_text(), "broke"));
+	ck_assert_ptr_null(strstr(test_log_text(), "broke"));
 	ck_assert_int_eq(access(lockname, F_OK), 0);
 }
 END_TEST
@@ -237,7 +188,7 @@ START_TEST(test_two_processes)
 	dotlock_release(&l);
 	close(ready[0]);
 	close(go[1]);
-	ck_assert_ptr_null(strstr(log_text(), "broke"));
+	ck_assert_ptr_null(strstr(test_log_text(), "broke"));
 }
 END_TEST
 
@@ -253,13 +204,13 @@ START_TEST(test_stale_dead_holder)
 	/* Dead holder but young: kept. */
 	write_lock(text, 10);
 	ck_assert_int_eq(dotlock_take(mbox, &set, &l, &error), 0);
-	ck_assert_ptr_null(strstr(log_text(), "broke"));
+	ck_assert_ptr_null(strstr(test_log_text(), "broke"));
 	/* Dead holder and old: broken, logged, and ours. */
 	write_lock(text, 120);
 	ck_assert_int_eq(dotlock_take(mbox, &set, &l, &error), 1);
-	ck_assert_ptr_nonnull(strstr(log_text(), "broke stale lock"));
+	ck_assert_ptr_nonnull(strstr(test_log_text(), "broke stale lock"));
 	snprintf(text, sizeof(text), "holder pid %ld is gone", (long)dead);
-	ck_assert_ptr_nonnull(strstr(log_text(), text));
+	ck_assert_ptr_nonnull(strstr(test_log_text(), text));
 	ck_assert_int_eq(dotlock_read_pid(lockname), getpid());
 	dotlock_release(&l);
 }
@@ -285,12 +236,12 @@ START_TEST(test_stale_live_holder)
 	snprintf(text, sizeof(text), "%ld\n", (long)pid);
 	write_lock(text, 86400);
 	ck_assert_int_eq(dotlock_take(mbox, &set, &l, &error), 0);
-	ck_assert_ptr_null(strstr(log_text(), "broke"));
+	ck_assert_ptr_null(strstr(test_log_text(), "broke"));
 	kill(pid, SIGKILL);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	/* Now it is dead: broken at once with stale age 0. */
 	ck_assert_int_eq(dotlock_take(mbox, &set, &l, &error), 1);
-	ck_assert_ptr_nonnull(strstr(log_text(), "broke stale lock"));
+	ck_assert_ptr_nonnull(strstr(test_log_text(), "broke stale lock"));
 	dotlock_release(&l);
 }
 END_TEST
@@ -307,7 +258,7 @@ START_TEST(test_stale_no_pid)
 	ck_assert_int_eq(dotlock_take(mbox, &set, &l, &error), 0);
 	write_lock(NULL, 61);
 	ck_assert_int_eq(dotlock_take(mbox, &set, &l, &error), 1);
-	ck_assert_ptr_nonnull(strstr(log_text(), "no holder pid"));
+	ck_assert_ptr_nonnull(strstr(test_log_text(), "no holder pid"));
 	dotlock_release(&l);
 	write_lock("12x\n", 100);
 	ck_assert_int_eq(dotlock_read_pid(lockname), 0);
@@ -328,7 +279,7 @@ START_TEST(test_link_count_rule)
 	const char *error = NULL;
 	char other[1300];
 
-	snprintf(other, sizeof(other), "%s/other", tmpdir);
+	snprintf(other, sizeof(other), "%s/other", test_dir);
 	write_lock("1\n", 0);
 	ck_assert_int_eq(link(lockname, other), 0);
 	ck_assert_int_eq(dotlock_take(mbox, &set, &l, &error), 0);
@@ -354,7 +305,7 @@ START_TEST(test_link_count_rule)
 	ck_assert_int_eq(dotlock_touch(l), -1);
 	dotlock_release(&l);
 	ck_assert_int_eq(access(lockname, F_OK), 0);
-	ck_assert_ptr_nonnull(strstr(log_text(), "was broken by another"));
+	ck_assert_ptr_nonnull(strstr(test_log_text(), "was broken by another"));
 }
 END_TEST
 
@@ -367,7 +318,7 @@ START_TEST(test_no_permission)
 
 	if (geteuid() == 0)
 		return;         /* root may write anywhere */
-	snprintf(sub, sizeof(sub), "%s/ro", tmpdir);
+	snprintf(sub, sizeof(sub), "%s/ro", test_dir);
 	ck_assert_int_eq(mkdir(sub, 0500), 0);
 	snprintf(m, sizeof(m), "%s/alice", sub);
 	ck_assert_int_eq(dotlock_take(m, &set, &l, &error), -1);

@@ -17,40 +17,21 @@
 #include <unistd.h>
 #include "log.h"
 #include "maildrop.h"
+#include "testdir.h"
 
-/* Well under PATH_MAX, so that paths built from it always fit. */
-static char tmpdir[1024];
 static char lockpath[1100];
 
 static void
 setup(void)
 {
-	const char *base = getenv("TMPDIR");
-
-	if (base == NULL || *base == '\0')
-		base = "/tmp";
-	snprintf(tmpdir, sizeof(tmpdir), "%s/poplar-lock.XXXXXX", base);
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-	snprintf(lockpath, sizeof(lockpath), "%s/poplar-session.lock", tmpdir);
-}
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		return rmdir(path);
-	return unlink(path);
+	test_dir_make("lock");
+	snprintf(lockpath, sizeof(lockpath), "%s/poplar-session.lock", test_dir);
 }
 
 static void
 teardown(void)
 {
-	if (tmpdir[0] != '\0')
-		ck_assert_int_eq(nftw(tmpdir, rm_one, 16,
-				      FTW_DEPTH | FTW_PHYS), 0);
-	tmpdir[0] = '\0';
+	test_dir_remove();
 }
 
 /* Try the lock in a fresh child process; its exit status is the result
@@ -225,13 +206,13 @@ START_TEST(test_lock_errors)
 	const char *error = NULL;
 	char p[PATH_MAX];
 
-	snprintf(p, sizeof(p), "%s/missing/poplar-session.lock", tmpdir);
+	snprintf(p, sizeof(p), "%s/missing/poplar-session.lock", test_dir);
 	ck_assert_int_eq(session_lock_try(p, &lock, &error), -1);
 	ck_assert_ptr_null(lock);
 	ck_assert_ptr_nonnull(error);
 
 	/* A symlink planted in place of the lock file is not followed. */
-	snprintf(p, sizeof(p), "%s/target", tmpdir);
+	snprintf(p, sizeof(p), "%s/target", test_dir);
 	ck_assert_int_eq(symlink(p, lockpath), 0);
 	error = NULL;
 	ck_assert_int_eq(session_lock_try(lockpath, &lock, &error), -1);

@@ -19,9 +19,9 @@
 #include <unistd.h>
 #include "log.h"
 #include "maildrop.h"
+#include "testdir.h"
 
-/* Well under PATH_MAX, so that paths built from them always fit. */
-static char tmpdir[1024];
+/* Well under PATH_MAX, so that paths built from it always fit. */
 static char mdpath[1100];
 
 /* ---- helpers --------------------------------------------------------- */
@@ -29,13 +29,8 @@ static char mdpath[1100];
 static void
 make_tmpdir(void)
 {
-	const char *base = getenv("TMPDIR");
-
-	if (base == NULL || *base == '\0')
-		base = "/tmp";
-	snprintf(tmpdir, sizeof(tmpdir), "%s/poplar-maildir.XXXXXX", base);
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-	snprintf(mdpath, sizeof(mdpath), "%s/Maildir", tmpdir);
+	test_dir_make("maildir");
+	snprintf(mdpath, sizeof(mdpath), "%s/Maildir", test_dir);
 }
 
 static void
@@ -53,29 +48,17 @@ setup_maildir(void)
 	ck_assert_int_eq(mkdir(p, 0700), 0);
 }
 
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		return rmdir(path);
-	return unlink(path);
-}
-
 static void
 teardown_tmpdir(void)
 {
-	if (tmpdir[0] != '\0') {
+	if (test_dir[0] != '\0') {
 		/* Restore permissions a test may have taken away. */
 		char p[PATH_MAX];
 
 		snprintf(p, sizeof(p), "%s/new", mdpath);
 		(void)chmod(p, 0700);
-		ck_assert_int_eq(nftw(tmpdir, rm_one, 16,
-				      FTW_DEPTH | FTW_PHYS), 0);
 	}
-	tmpdir[0] = '\0';
+	test_dir_remove();
 }
 
 static void
@@ -1258,7 +1241,7 @@ START_TEST(test_lock_path)
 	ck_assert_int_eq(maildrop_maildir.lock_path(mdpath, small,
 						    sizeof(small)), -1);
 	/* A parent that does not exist is not created. */
-	snprintf(want, sizeof(want), "%s/nohome/Maildir", tmpdir);
+	snprintf(want, sizeof(want), "%s/nohome/Maildir", test_dir);
 	ck_assert_int_eq(maildrop_maildir.lock_path(want, out, sizeof(out)),
 			 -1);
 }

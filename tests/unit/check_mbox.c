@@ -22,38 +22,24 @@
 #include "crlf.h"
 #include "log.h"
 #include "maildrop.h"
+#include "testdir.h"
 
-static char tmpdir[1024];
 static char mboxpath[1100], uidlpath[1200], indexpath[1200],
-	journalpath[1200], faultpath[1200], logpath[1200];
-static int saved_stderr = -1;
+	journalpath[1200], faultpath[1200];
 
 static void
 setup(void)
 {
-	const char *base = getenv("TMPDIR");
-	int fd;
-
-	if (base == NULL || *base == '\0')
-		base = "/tmp";
-	snprintf(tmpdir, sizeof(tmpdir), "%s/poplar-mbox.XXXXXX", base);
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-	snprintf(mboxpath, sizeof(mboxpath), "%s/alice", tmpdir);
-	snprintf(uidlpath, sizeof(uidlpath), "%s/.alice.uidl", tmpdir);
-	snprintf(indexpath, sizeof(indexpath), "%s/.alice.index", tmpdir);
+	test_dir_make("mbox");
+	snprintf(mboxpath, sizeof(mboxpath), "%s/alice", test_dir);
+	snprintf(uidlpath, sizeof(uidlpath), "%s/.alice.uidl", test_dir);
+	snprintf(indexpath, sizeof(indexpath), "%s/.alice.index", test_dir);
 	snprintf(journalpath, sizeof(journalpath), "%s/.alice.journal",
-		 tmpdir);
-	snprintf(faultpath, sizeof(faultpath), "%s/fault", tmpdir);
-	snprintf(logpath, sizeof(logpath), "%s/log", tmpdir);
+		 test_dir);
+	snprintf(faultpath, sizeof(faultpath), "%s/fault", test_dir);
 	maildrop_mbox_configure(NULL, 300, 5);
 	unsetenv("POPLAR_MBOX_FAULT_FILE");
-	log_open(LOG_TARGET_STDERR, "check_mbox");
-	fflush(stderr);
-	saved_stderr = dup(2);
-	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert_int_ge(fd, 0);
-	dup2(fd, 2);
-	close(fd);
+	test_log_catch("check_mbox");
 }
 
 /* The same, with every scan of 16 bytes or more shared by two threads. */
@@ -64,86 +50,12 @@ setup_split(void)
 	setenv("POPLAR_MBOX_SPLIT_MIN", "16", 1);
 }
 
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		return rmdir(path);
-	return unlink(path);
-}
-
 static void
 teardown(void)
 {
-	fflush(stderr);
-	if (saved_stderr >= 0) {
-		dup2(saved_stderr, 2);
-		close(saved_stderr);
-		saved_stderr = -1;
-	}
 	unsetenv("POPLAR_MBOX_FAULT_FILE");
 	unsetenv("POPLAR_MBOX_SPLIT_MIN");
-	if (tmpdir[0] != '\0')
-		ck_assert_int_eq(nftw(tmpdir, rm_one, 16,
-				      FTW_DEPTH | FTW_PHYS), 0);
-	tmpdir[0] = '\0';
-}
-
-static char *
-log_text(void)
-{
-	static char buf[16384];
-	ssize_t n;
-	int fd;
-
-	fflush(stderr);
-	fd = open(logpath, O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
-static void
-write_file(const char *path, const void *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
-	close(fd);
-}
-
-static void
-append_file(const char *path, const void *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
-	close(fd);
-}
-
-static char *
-read_file(const char *path, size_t *len_r)
-{
-	struct stat st;
-	char *buf;
-	int fd = open(path, O_RDONLY);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_int_eq(read(fd, buf, (size_t)st.st_size),
-			 (ssize_t)st.st_size);
-	buf[st.st_size] = '\0';
-	close(fd);
-	*len_r = (size_t)st.st_size;
-	return buf;
+	test_dir_remove();
 }
 
 static struct maildrop *
@@ -195,7 +107,7 @@ check_msg(struct maildrop *md, size_t i, const char *want, size_t wlen)
 }
 
 #define CHECK_MSG(md, i, s) check_msg(md, i, s, sizeof(s) - 1)
-#define WRITE_MBOX(s) write_file(mboxpath, s, sizeof(s) - 1)
+#define WRITE_MBOX(s) test_write_file(mboxpath, s, sizeof(s) - 1)
 
 START_TEST(test_missing_and_empty)
 {
@@ -206,7 +118,7 @@ START_TEST(test_missing_and_empty)
 	maildrop_close(&md);
 	/* No state file for an empty maildrop. */
 	ck_assert_int_eq(access(uidlpath, F_OK), -1);
-	write_file(mboxpath, "", 0);
+	test_write_file(mboxpath, "", 0);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 0);
 	maildrop_close(&md);
@@ -226,18 +138,18 @@ START_TEST(test_not_mbox)
 	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
 		char *back;
 
-		write_file(mboxpath, texts[i], strlen(texts[i]));
+		test_write_file(mboxpath, texts[i], strlen(texts[i]));
 		ck_assert_ptr_null(maildrop_open(&maildrop_mbox, mboxpath, 0,
 						 &err, &error));
 		ck_assert_int_eq(err, MAILDROP_ERR_PERM);
 		ck_assert_ptr_nonnull(strstr(error, "not an mbox"));
-		back = read_file(mboxpath, &len);
+		back = test_read_file(mboxpath, &len);
 		ck_assert_uint_eq(len, strlen(texts[i]));
 		ck_assert(memcmp(back, texts[i], len) == 0);
 		free(back);
 		ck_assert_int_eq(access(journalpath, F_OK), -1);
 	}
-	ck_assert_ptr_nonnull(strstr(log_text(), "not an mbox"));
+	ck_assert_ptr_nonnull(strstr(test_log_text(), "not an mbox"));
 	/* Nothing was locked or left behind. */
 	{
 		char lk[1200];
@@ -259,7 +171,7 @@ START_TEST(test_basic)
 		"Subject: three\n\n\n";
 	struct maildrop *md;
 
-	write_file(mboxpath, mbox, sizeof(mbox) - 1);
+	test_write_file(mboxpath, mbox, sizeof(mbox) - 1);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 3);
 	CHECK_MSG(md, 0, "Subject: one\n\nbody one\n>From quoted\n");
@@ -350,7 +262,7 @@ START_TEST(test_long_lines)
 	}
 	pos += (size_t)sprintf(buf + pos, "From b\nshort\n");
 	len = pos;
-	write_file(mboxpath, buf, len);
+	test_write_file(mboxpath, buf, len);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 2);
 	CHECK_MSG(md, 1, "short\n");
@@ -415,7 +327,7 @@ START_TEST(test_uidl_persistence)
 	ck_assert_uint_eq(uidls(md, a, 8), 5);
 	maildrop_close(&md);
 	ck_assert_int_eq(access(uidlpath, F_OK), 0);
-	ck_assert_ptr_nonnull(strstr(log_text(), "UIDL state"));
+	ck_assert_ptr_nonnull(strstr(test_log_text(), "UIDL state"));
 	/* Same again. */
 	md = open_ok();
 	uidls(md, b, 8);
@@ -440,7 +352,7 @@ START_TEST(test_uidl_persistence)
 			"Message-Id: <1@test>\nSubject: 1\n\nline 0 of 1\n"
 			"line 1 of 1\r\nline 2 of 1\n\n";
 
-		append_file(mboxpath, again, sizeof(again) - 1);
+		test_append_file(mboxpath, again, sizeof(again) - 1);
 	}
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 4);
@@ -452,7 +364,7 @@ START_TEST(test_uidl_persistence)
 	 * back. */
 	ck_assert_int_eq(unlink(uidlpath), 0);
 	md = open_ok();
-	ck_assert_ptr_nonnull(strstr(log_text(), "is missing: rebuilt"));
+	ck_assert_ptr_nonnull(strstr(test_log_text(), "is missing: rebuilt"));
 	for (i = 0; i < md->count; i++)
 		for (j = 0; j < 4; j++)
 			ck_assert_str_ne(md->msgs[i].uidl, b[j]);
@@ -461,13 +373,13 @@ START_TEST(test_uidl_persistence)
 	/* Damaged: kept aside, rebuilt, logged. */
 	{
 		size_t len;
-		char *s = read_file(uidlpath, &len), bad[1300];
+		char *s = test_read_file(uidlpath, &len), bad[1300];
 
 		s[len / 2] ^= 1;
-		write_file(uidlpath, s, len);
+		test_write_file(uidlpath, s, len);
 		free(s);
 		md = open_ok();
-		ck_assert_ptr_nonnull(strstr(log_text(), "is damaged"));
+		ck_assert_ptr_nonnull(strstr(test_log_text(), "is damaged"));
 		for (i = 0; i < md->count; i++)
 			ck_assert_str_ne(md->msgs[i].uidl, a[i]);
 		maildrop_close(&md);
@@ -537,11 +449,11 @@ START_TEST(test_uidl_changed_middle)
 	ck_assert_uint_eq(uidls(md, a, 8), 5);
 	maildrop_close(&md);
 	/* Same size, other bytes: message 3 (1-based) is another one. */
-	s = read_file(mboxpath, &len);
+	s = test_read_file(mboxpath, &len);
 	subj = strstr(s, "Subject: 2\n");
 	ck_assert_ptr_nonnull(subj);
 	subj[9] = 'X';
-	write_file(mboxpath, s, len);
+	test_write_file(mboxpath, s, len);
 	free(s);
 	/* Written within the same clock tick, the mbox may keep its stamp:
 	 * that case is test_index_same_stamp's. */
@@ -574,10 +486,10 @@ START_TEST(test_uidl_changed_middle)
 				      round, i, md->msgs[i].uidl, b[i]);
 		maildrop_close(&md);
 	}
-	ck_assert_ptr_null(strstr(log_text(), "damaged"));
+	ck_assert_ptr_null(strstr(test_log_text(), "damaged"));
 	/* But a number given twice is damage, even with a good checksum. */
 	{
-		char *st = read_file(uidlpath, &len), *l1, *l3, *sum;
+		char *st = test_read_file(uidlpath, &len), *l1, *l3, *sum;
 
 		l1 = strchr(strchr(strchr(st, '\n') + 1, '\n') + 1, '\n') + 1;
 		l3 = strchr(strchr(l1, '\n') + 1, '\n') + 1;
@@ -592,11 +504,11 @@ START_TEST(test_uidl_changed_middle)
 		l3[0] = '1';
 		snprintf(sum + 9, 18, "%016llx\n", (unsigned long long)
 			 state_checksum(st, (size_t)(sum - st)));
-		write_file(uidlpath, st, len);
+		test_write_file(uidlpath, st, len);
 		free(st);
 		unlink(indexpath);
 		md = open_ok();
-		ck_assert_ptr_nonnull(strstr(log_text(), "damaged"));
+		ck_assert_ptr_nonnull(strstr(test_log_text(), "damaged"));
 		for (i = 0; i < 5; i++)
 			ck_assert_str_ne(md->msgs[i].uidl, b[i]);
 		maildrop_close(&md);
@@ -617,14 +529,14 @@ START_TEST(test_uidl_old_version)
 	md = open_ok();
 	ck_assert_uint_eq(uidls(md, a, 8), 3);
 	maildrop_close(&md);
-	st = read_file(uidlpath, &len);
+	st = test_read_file(uidlpath, &len);
 	ck_assert(strncmp(st, "poplar-uidl 2\n", 14) == 0);
 	st[12] = '1';
-	write_file(uidlpath, st, len);
+	test_write_file(uidlpath, st, len);
 	free(st);
 	unlink(indexpath);
 	md = open_ok();
-	ck_assert_ptr_nonnull(strstr(log_text(),
+	ck_assert_ptr_nonnull(strstr(test_log_text(),
 				     "in another version of the format"));
 	ck_assert_uint_eq(uidls(md, b, 8), 3);
 	for (i = 0; i < 3; i++)
@@ -653,18 +565,18 @@ START_TEST(test_state_of_emptied_mbox)
 	make_mbox(3, 1);
 	md = open_ok();
 	maildrop_close(&md);
-	write_file(mboxpath, "", 0);
+	test_write_file(mboxpath, "", 0);
 	unlink(indexpath);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 0);
 	maildrop_close(&md);
-	st = read_file(uidlpath, &len);
+	st = test_read_file(uidlpath, &len);
 	ck_assert(strncmp(st, "poplar-uidl 2\nepoch ", 20) == 0);
 	ck_assert_ptr_null(memchr(st, '\0', len));
 	ck_assert(len > 27 && st[len - 1] == '\n');
 	ck_assert(strncmp(st + len - 27, "\nchecksum ", 10) == 0);
 	free(st);
-	append_file(mboxpath, msg, sizeof(msg) - 1);
+	test_append_file(mboxpath, msg, sizeof(msg) - 1);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 1);
 	strcpy(first, md->msgs[0].uidl);
@@ -673,7 +585,7 @@ START_TEST(test_state_of_emptied_mbox)
 	md = open_ok();
 	ck_assert_str_eq(md->msgs[0].uidl, first);
 	maildrop_close(&md);
-	ck_assert_ptr_null(strstr(log_text(), "damaged"));
+	ck_assert_ptr_null(strstr(test_log_text(), "damaged"));
 }
 END_TEST
 
@@ -689,7 +601,7 @@ START_TEST(test_append_during_session)
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 4);
 	strcpy(first, md->msgs[0].uidl);
-	append_file(mboxpath, newmsg, sizeof(newmsg) - 1);
+	test_append_file(mboxpath, newmsg, sizeof(newmsg) - 1);
 	ck_assert_uint_eq(md->count, 4);
 	md->msgs[0].deleted = true;
 	md->msgs[2].deleted = true;
@@ -717,20 +629,20 @@ START_TEST(test_outside_rewrite)
 	make_mbox(4, 3);
 	md = open_ok();
 	/* Drop the first message the way a mail reader would, in place. */
-	before = read_file(mboxpath, &len);
+	before = test_read_file(mboxpath, &len);
 	{
 		char *second = strstr(before + 1, "\n\nFrom ") + 2;
 
-		write_file(mboxpath, second, len - (size_t)(second - before));
+		test_write_file(mboxpath, second, len - (size_t)(second - before));
 	}
 	free(before);
-	before = read_file(mboxpath, &len);
+	before = test_read_file(mboxpath, &len);
 	md->msgs[1].deleted = true;
 	ck_assert_int_eq(md->driver->commit(md, &deleted, &err, &error), -1);
 	ck_assert_int_eq(err, MAILDROP_ERR_TEMP);
 	ck_assert_ptr_nonnull(strstr(error, "changed by another program"));
 	ck_assert_uint_eq(deleted, 0);
-	after = read_file(mboxpath, &len2);
+	after = test_read_file(mboxpath, &len2);
 	ck_assert_uint_eq(len, len2);
 	ck_assert(memcmp(before, after, len) == 0);
 	/* RETR of a message that moved refuses to send wrong bytes. */
@@ -746,7 +658,7 @@ START_TEST(test_outside_rewrite)
 	/* Junk appended that is not a message: also refused. */
 	make_mbox(2, 1);
 	md = open_ok();
-	append_file(mboxpath, "garbage\n", 8);
+	test_append_file(mboxpath, "garbage\n", 8);
 	md->msgs[0].deleted = true;
 	ck_assert_int_eq(md->driver->commit(md, &deleted, &err, &error), -1);
 	ck_assert_int_eq(err, MAILDROP_ERR_TEMP);
@@ -771,7 +683,7 @@ START_TEST(test_index)
 	maildrop_close(&md);
 	ck_assert_int_eq(access(indexpath, F_OK), 0);
 	/* Appended: the indexed part is reused, the new part read. */
-	append_file(mboxpath, "From z\nnew\n", 11);
+	test_append_file(mboxpath, "From z\nnew\n", 11);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, n + 1);
 	for (i = 0; i < n; i++) {
@@ -781,9 +693,9 @@ START_TEST(test_index)
 	CHECK_MSG(md, n, "new\n");
 	maildrop_close(&md);
 	/* Damage the index: same result. */
-	s = read_file(indexpath, &len);
+	s = test_read_file(indexpath, &len);
 	s[len - 3] ^= 0x55;
-	write_file(indexpath, s, len);
+	test_write_file(indexpath, s, len);
 	free(s);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, n + 1);
@@ -854,7 +766,7 @@ static size_t
 state_ids(unsigned char ids[][16], size_t max)
 {
 	size_t len, n = 0, skip = 3;
-	char *s = read_file(uidlpath, &len), *p = s, *nl;
+	char *s = test_read_file(uidlpath, &len), *p = s, *nl;
 
 	while ((nl = strchr(p, '\n')) != NULL) {
 		char *sp = strchr(p, ' ');
@@ -1025,7 +937,7 @@ START_TEST(test_scan_random)
 	for (i = 0; i < 300; i++) {
 		rnd_state = i + 1;
 		len = random_mbox(buf, (i % 10 + 1) * max / 10);
-		write_file(mboxpath, buf, len);
+		test_write_file(mboxpath, buf, len);
 		check_against_ref(buf, len, MAILDROP_NO_CACHE);
 		/* With the index: appended mail is scanned from the last
 		 * message on. */
@@ -1038,7 +950,7 @@ START_TEST(test_scan_random)
 			 * before it: make it a new message. */
 			memmove(buf + len + 1, buf + len, more);
 			buf[len] = '\n';
-			append_file(mboxpath, buf + len, more + 1);
+			test_append_file(mboxpath, buf + len, more + 1);
 			check_against_ref(buf, len + more + 1, 0);
 		}
 	}
@@ -1071,7 +983,7 @@ START_TEST(test_scan_chunk_borders)
 			len = at;
 			memcpy(buf + len, seps[v], strlen(seps[v]));
 			len += strlen(seps[v]);
-			write_file(mboxpath, buf, len);
+			test_write_file(mboxpath, buf, len);
 			check_against_ref(buf, len, MAILDROP_NO_CACHE);
 		}
 	}
@@ -1116,7 +1028,7 @@ START_TEST(test_scan_split_points)
 				at = 2 * (size_t)((long)head + d);
 				for (; len < at; len++)
 					buf[len] = len % 7 == 6 ? '\n' : 'z';
-				write_file(mboxpath, buf, len);
+				test_write_file(mboxpath, buf, len);
 				check_against_ref(buf, len, MAILDROP_NO_CACHE);
 			}
 		}
@@ -1142,7 +1054,7 @@ START_TEST(test_scan_split_tiny)
 
 		/* Also every prefix: a file that ends anywhere. */
 		for (cut = 5; cut <= len; cut++) {
-			write_file(mboxpath, files[i], cut);
+			test_write_file(mboxpath, files[i], cut);
 			check_against_ref(files[i], cut, MAILDROP_NO_CACHE);
 		}
 	}
@@ -1162,7 +1074,7 @@ START_TEST(test_scan_too_many)
 	ck_assert_ptr_nonnull(buf);
 	for (i = 0; i < n; i++)
 		memcpy(buf + 7 * i, "From \n\n", 7);
-	write_file(mboxpath, buf, len);
+	test_write_file(mboxpath, buf, len);
 	free(buf);
 	md = maildrop_open(&maildrop_mbox, mboxpath, MAILDROP_NO_CACHE,
 			   &err, &error);
@@ -1190,7 +1102,7 @@ START_TEST(test_index_damage)
 	for (i = 0; i < n; i++)
 		sizes[i] = md->msgs[i].size;
 	maildrop_close(&md);
-	good = read_file(indexpath, &len);
+	good = test_read_file(indexpath, &len);
 	ck_assert_uint_gt(len, 64);
 	for (off = 0; off < len; off += off < 200 ? 1 : 37) {
 		char *s = malloc(len);
@@ -1198,7 +1110,7 @@ START_TEST(test_index_damage)
 		ck_assert_ptr_nonnull(s);
 		memcpy(s, good, len);
 		s[off] ^= (char)(1 + off % 255);
-		write_file(indexpath, s, len);
+		test_write_file(indexpath, s, len);
 		free(s);
 		md = open_ok();
 		ck_assert_uint_eq(md->count, n);
@@ -1209,12 +1121,12 @@ START_TEST(test_index_damage)
 		maildrop_close(&md);
 	}
 	/* Cut short, or empty. */
-	write_file(indexpath, good, len / 2);
+	test_write_file(indexpath, good, len / 2);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, n);
 	ck_assert_str_eq(md->msgs[n - 1].uidl, a[n - 1]);
 	maildrop_close(&md);
-	write_file(indexpath, "", 0);
+	test_write_file(indexpath, "", 0);
 	md = open_ok();
 	ck_assert_uint_eq(md->msgs[0].size, sizes[0]);
 	maildrop_close(&md);
@@ -1278,7 +1190,7 @@ START_TEST(test_index_uidl_numbers)
 		ck_assert_str_eq(b[i], a[i]);
 	maildrop_close(&md);
 	/* The state is lost: new UIDLs, not the index's. */
-	state = read_file(uidlpath, &len);
+	state = test_read_file(uidlpath, &len);
 	unlink(uidlpath);
 	md = open_ok();
 	ck_assert_uint_eq(uidls(md, b, 8), n);
@@ -1286,7 +1198,7 @@ START_TEST(test_index_uidl_numbers)
 		ck_assert_str_ne(b[i], a[i]);
 	maildrop_close(&md);
 	/* The old state comes back: its UIDLs, not the index's. */
-	write_file(uidlpath, state, len);
+	test_write_file(uidlpath, state, len);
 	md = open_ok();
 	for (i = 0; i < n; i++)
 		ck_assert_str_eq(md->msgs[i].uidl, a[i]);
@@ -1330,7 +1242,7 @@ START_TEST(test_index_large_change)
 	ck_assert_uint_gt((uint64_t)md->msgs[target].offset, 1u << 20);
 	maildrop_close(&md);
 	/* "From sender240@..." becomes "From sendEr240@...". */
-	s = read_file(mboxpath, &len);
+	s = test_read_file(mboxpath, &len);
 	p = strstr(s, "From sender240@");
 	ck_assert_ptr_nonnull(p);
 	fd = open(mboxpath, O_WRONLY);
@@ -1338,7 +1250,7 @@ START_TEST(test_index_large_change)
 	ck_assert_int_eq(pwrite(fd, "E", 1, (off_t)(p - s) + 9), 1);
 	close(fd);
 	free(s);
-	append_file(mboxpath, "From z\nnew\n", 11);
+	test_append_file(mboxpath, "From z\nnew\n", 11);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, n + 1);
 	for (i = 0; i < n; i++) {
@@ -1348,7 +1260,7 @@ START_TEST(test_index_large_change)
 			ck_assert_str_eq(md->msgs[i].uidl, a[i]);
 	}
 	/* The same change during a session. */
-	s = read_file(mboxpath, &len);
+	s = test_read_file(mboxpath, &len);
 	p = strstr(s, "From sendEr240@");
 	ck_assert_ptr_nonnull(p);
 	fd = open(mboxpath, O_WRONLY);
@@ -1432,14 +1344,14 @@ fault_child(long at, const char *mode)
 	size_t i;
 
 	snprintf(text, sizeof(text), "%ld %s 97\n", at, mode);
-	write_file(faultpath, text, strlen(text));
+	test_write_file(faultpath, text, strlen(text));
 	setenv("POPLAR_MBOX_FAULT_FILE", faultpath, 1);
 	md = maildrop_open(&maildrop_mbox, mboxpath, 0, &err, &error);
 	if (md == NULL)
 		_exit(3);
 	for (i = 0; i < md->count; i++)
 		md->msgs[i].deleted = deleted_in_test(i);
-	append_file(mboxpath, FI_APPEND, sizeof(FI_APPEND) - 1);
+	test_append_file(mboxpath, FI_APPEND, sizeof(FI_APPEND) - 1);
 	if (md->driver->commit(md, &deleted, &err, &error) < 0)
 		_exit(1);
 	maildrop_close(&md);
@@ -1494,10 +1406,10 @@ restore(const char *fixture, size_t flen, bool first)
 	size_t ulen;
 	char *u;
 
-	write_file(mboxpath, fixture, flen);
+	test_write_file(mboxpath, fixture, flen);
 	snprintf(ui, sizeof(ui), "%s.keep", uidlpath);
-	u = read_file(first ? uidlpath : ui, &ulen);
-	write_file(first ? ui : uidlpath, u, ulen);
+	u = test_read_file(first ? uidlpath : ui, &ulen);
+	test_write_file(first ? ui : uidlpath, u, ulen);
 	free(u);
 	unlink(indexpath);
 }
@@ -1511,7 +1423,7 @@ fault_run(const char *mode, long step, long *points_r, long *applied_r)
 	size_t flen;
 
 	make_mbox(FI_MESSAGES, 2);
-	fixture = read_file(mboxpath, &flen);
+	fixture = test_read_file(mboxpath, &flen);
 	expect_load(&e);
 	*points_r = 0;
 	*applied_r = 0;
@@ -1588,7 +1500,7 @@ START_TEST(test_recovery_with_append)
 	char *fixture;
 
 	make_mbox(40, 2);
-	fixture = read_file(mboxpath, &flen);
+	fixture = test_read_file(mboxpath, &flen);
 	expect_load(&e);
 	for (at = 1; at < 400; at += 7) {
 		char lk[1200];
@@ -1613,7 +1525,7 @@ START_TEST(test_recovery_with_append)
 		 * at the end of whatever the file is now. */
 		snprintf(lk, sizeof(lk), "%s.lock", mboxpath);
 		unlink(lk);
-		append_file(mboxpath, "From mda\nlater\n\n", 16);
+		test_append_file(mboxpath, "From mda\nlater\n\n", 16);
 		{
 			struct maildrop *md = open_ok();
 

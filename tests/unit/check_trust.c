@@ -15,12 +15,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "testdir.h"
 #include "trust.h"
 
 #define NOBODY_ID 65534
 
-static char top[PATH_MAX];      /* 0755, ours */
-static char dir[PATH_MAX];      /* top/lib, 0755 */
+static char dir[PATH_MAX];      /* test_dir/lib, 0755 */
 static char file[PATH_MAX];     /* dir/m.so, 0644 */
 static char err[PATH_MAX * 2 + 200];
 
@@ -29,11 +29,9 @@ setup(void)
 {
 	int fd;
 
-	snprintf(top, sizeof(top), "%s/poplar-trust-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(top));
-	ck_assert_int_eq(chmod(top, 0755), 0);
-	snprintf(dir, sizeof(dir), "%s/lib", top);
+	test_dir_make("trust");
+	ck_assert_int_eq(chmod(test_dir, 0755), 0);
+	snprintf(dir, sizeof(dir), "%s/lib", test_dir);
 	ck_assert_int_eq(mkdir(dir, 0755), 0);
 	ck_assert_int_eq(chmod(dir, 0755), 0);
 	snprintf(file, sizeof(file), "%s/m.so", dir);
@@ -48,12 +46,8 @@ setup(void)
 static void
 teardown(void)
 {
-	char cmd[PATH_MAX + 32];
-
-	/* Make everything removable again first. */
-	chmod(dir, 0755);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", top);
-	ck_assert_int_eq(system(cmd), 0);
+	chmod(dir, 0755);       /* a test may have taken it away */
+	test_dir_remove();
 }
 
 /* trust_check_file(path) refuses, with a message holding each needle. */
@@ -134,8 +128,8 @@ START_TEST(test_symlink_into_a_bad_directory)
 	char bad[PATH_MAX + 16], target[PATH_MAX + 32], link[PATH_MAX + 16];
 	int fd;
 
-	/* dir/l.so -> top/bad/m.so, with top/bad writable by everyone. */
-	snprintf(bad, sizeof(bad), "%s/bad", top);
+	/* dir/l.so -> test_dir/bad/m.so, test_dir/bad writable by everyone. */
+	snprintf(bad, sizeof(bad), "%s/bad", test_dir);
 	ck_assert_int_eq(mkdir(bad, 0755), 0);
 	snprintf(target, sizeof(target), "%s/m.so", bad);
 	fd = open(target, O_WRONLY | O_CREAT | O_EXCL, 0644);
