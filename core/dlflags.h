@@ -4,6 +4,7 @@
 #define POPLAR_DLFLAGS_H
 
 #include <dlfcn.h>
+#include "asan.h"
 
 /* Symbols resolved at load time (a missing one is a load error, not a
  * crash in a session), and kept out of the global namespace. */
@@ -15,14 +16,9 @@
  * stacks would show "<unknown module>" for every frame of a module.
  * poplard unloads modules only on its way out, so keeping them mapped
  * changes nothing else. */
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef POPLAR_ASAN
 #define POPLAR_DLOPEN_FLAGS (POPLAR_DLOPEN_BASE | RTLD_NODELETE)
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define POPLAR_DLOPEN_FLAGS (POPLAR_DLOPEN_BASE | RTLD_NODELETE)
-#endif
-#endif
-#ifndef POPLAR_DLOPEN_FLAGS
+#else
 #define POPLAR_DLOPEN_FLAGS POPLAR_DLOPEN_BASE
 #endif
 

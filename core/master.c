@@ -21,14 +21,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#if defined(__SANITIZE_ADDRESS__)
-#define POPLAR_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define POPLAR_LSAN 1
-#endif
-#endif
-#ifdef POPLAR_LSAN
+#include "asan.h"
+#ifdef POPLAR_ASAN
 #include <sanitizer/lsan_interface.h>
 #include <sys/prctl.h>
 #endif
@@ -150,7 +144,7 @@ serve_child(const struct config *cfg, const struct listener_config *l,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	session_run(cfg, l, fd, fd, ip, port);
 	close(fd);
-#ifdef POPLAR_LSAN
+#ifdef POPLAR_ASAN
 	/* A session ends with _exit, which LeakSanitizer does not see: in a
 	 * sanitizer build, look for leaks here, when the session has freed
 	 * what it allocated.  The tracer LeakSanitizer starts attaches with
