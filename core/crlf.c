@@ -1,6 +1,9 @@
 /* crlf.c: CRLF conversion, byte-stuffing and sizes of messages (RFC 1939
  * section 3 and the RETR/TOP rules).  See crlf.h for the definition. */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include "crlf.h"
 
 void
@@ -95,12 +98,46 @@ crlf_stuff_init(struct crlf_stuff *st, long body_lines)
 	st->body_lines = body_lines;
 }
 
-/* A line ended: apply the TOP limit. */
+/* Copy in[0..len) up to its first LF (not included) to out and return
+ * how many bytes that is.  With SSE2 (every x86-64), sixteen bytes at a
+ * time: each chunk is stored whole before its LF is looked for, so up
+ * to 15 bytes past the run may be written in out.  That stays within the
+ * 2 * len + 1 bytes crlf_stuff_feed's caller provides: a chunk is only
+ * stored while 16 bytes of input remain, and the output so far is at
+ * most twice the input so far. */
+static inline size_t
+copy_to_lf(unsigned char *out, const unsigned char *in, size_t len)
+{
+	const unsigned char *lf;
+	size_t k = 0, run;
+
+#if defined(__SSE2__)
+	const __m128i nl = _mm_set1_epi8('\n');
+
+	for (; len - k >= 16; k += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)
+					    (in + k));
+		unsigned int m = (unsigned int)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(v, nl));
+
+		_mm_storeu_si128((__m128i *)(void *)(out + k), v);
+		if (m != 0)
+			return k + (size_t)__builtin_ctz(m);
+	}
+#endif
+	lf = memchr(in + k, '\n', len - k);
+	run = (lf != NULL ? (size_t)(lf - in) : len) - k;
+	memcpy(out + k, in + k, run);
+	return k + run;
+}
+
+/* A line ended (line_empty: it had no bytes but CRs): apply the TOP
+ * limit. */
 static void
-line_end(struct crlf_stuff *st)
+line_end(struct crlf_stuff *st, bool line_empty)
 {
 	if (!st->in_body) {
-		if (st->line_empty) {
+		if (line_empty) {
 			st->in_body = true;
 			if (st->body_lines == 0)
 				st->done = true;
@@ -109,52 +146,64 @@ line_end(struct crlf_stuff *st)
 		if (--st->body_lines == 0)
 			st->done = true;
 	}
-	st->at_line_start = true;
-	st->line_empty = true;
 }
 
 size_t
 crlf_stuff_feed(struct crlf_stuff *st, const unsigned char *in, size_t len,
 		unsigned char *out)
 {
+	/* The per-line state is kept in locals while converting: out is
+	 * bytes, which may alias st, so its fields would otherwise be
+	 * stored and loaded again around every write. */
 	unsigned char *o = out;
+	bool last_cr = st->last_cr, at_line_start = st->at_line_start;
+	bool line_empty = st->line_empty;
+	uint64_t sent = st->sent;
 	size_t i = 0;
 
-	while (i < len && !st->done) {
+	if (st->done)
+		return 0;
+	while (i < len) {
 		unsigned char c = in[i];
 
-		if (st->at_line_start && c == '.')
+		if (at_line_start && c == '.')
 			*o++ = '.';
 		/* Copy a run of ordinary bytes up to the next LF at once. */
 		if (c != '\n') {
-			const unsigned char *lf = memchr(in + i, '\n', len - i);
-			size_t run = (lf != NULL ? (size_t)(lf - in) : len) - i;
+			size_t run = copy_to_lf(o, in + i, len - i);
 
-			memcpy(o, in + i, run);
 			o += run;
-			st->sent += run;
-			if (st->line_empty) {
+			sent += run;
+			if (line_empty) {
 				for (size_t k = 0; k < run; k++)
 					if (in[i + k] != '\r') {
-						st->line_empty = false;
+						line_empty = false;
 						break;
 					}
 			}
-			st->last_cr = in[i + run - 1] == '\r';
-			st->at_line_start = false;
+			last_cr = in[i + run - 1] == '\r';
+			at_line_start = false;
 			i += run;
 			continue;
 		}
-		if (!st->last_cr) {
+		if (!last_cr) {
 			*o++ = '\r';
-			st->sent++;
+			sent++;
 		}
 		*o++ = '\n';
-		st->sent++;
-		st->last_cr = false;
+		sent++;
+		last_cr = false;
 		i++;
-		line_end(st);
+		line_end(st, line_empty);
+		at_line_start = true;
+		line_empty = true;
+		if (st->done)
+			break;
 	}
+	st->last_cr = last_cr;
+	st->at_line_start = at_line_start;
+	st->line_empty = line_empty;
+	st->sent = sent;
 	return (size_t)(o - out);
 }
 
