@@ -29,10 +29,26 @@ struct pf_entry {
 };
 
 static const struct config *db_cfg;
-/* The passwd-file's users, sorted by name (binary search: a university's
- * file has tens of thousands of lines). */
-static struct pf_entry *pf;
-static size_t npf;
+
+/* The passwd-file's users, in the arena below: a hash table of slots
+ * (open addressing, at most half full), then one record per user with
+ * its strings beside it.  A university's file has tens of thousands of
+ * lines; a look-up reads one slot and one record, so a fresh session
+ * process touches two pages of the arena whatever the file's size (a
+ * binary search over an array touched a dozen). */
+struct pf_slot {
+	uint32_t tag;           /* the name's hash */
+	uint32_t off;           /* the record's offset in the arena; 0 empty */
+};
+
+struct pf_rec {
+	uid_t uid;
+	gid_t gid;
+	char data[];            /* name, hash and home, each NUL-ended */
+};
+
+static const struct pf_slot *pf_slots;
+static size_t pf_mask;          /* slot count - 1 (a power of two) */
 
 /* A valid hash of a random password, so that an unknown user costs the
  * same hashing work as a known one.  Made once at start-up. */
@@ -40,7 +56,7 @@ static char dummy_hash[CRYPT_OUTPUT_SIZE];
 
 /* The users live in one shared anonymous mapping (the arena), read-only
  * once loaded.  A session's fork copies no page table entries for it
- * (shared mappings are faulted in on demand: a look-up touches a few
+ * (shared mappings are faulted in on demand: a look-up touches two
  * pages), and after login the session unmaps it, so that a process
  * running as a user holds no other user's password hash. */
 static void *arena;
@@ -70,18 +86,39 @@ pf_free(void)
 	userdb_forget();
 }
 
-/* Copy v[0..n) (sorted) into a new arena; pf points into it. */
+/* FNV-1a: cheap, and the table is built from the administrator's file,
+ * so a client choosing names can only look up, not crowd a slot. */
+static uint32_t
+pf_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *name != '\0'; name++)
+		h = (h ^ (unsigned char)*name) * 16777619u;
+	return h;
+}
+
+/* Copy v[0..n) into a new arena: the slots, then the records. */
 static int
 pf_pack(struct pf_entry *v, size_t n, char *err, size_t errlen)
 {
-	size_t size = n * sizeof(*pf);
-	char *p;
+	const size_t align = _Alignof(struct pf_rec);
+	size_t nslots = 8, size, off;
+	struct pf_slot *slots;
 
-	for (size_t i = 0; i < n; i++)
-		size += strlen(v[i].name) + strlen(v[i].hash) +
-			strlen(v[i].home) + 3;
-	if (size == 0)
-		size = 1;
+	while (nslots < 2 * n)
+		nslots *= 2;
+	size = nslots * sizeof(*slots);
+	for (size_t i = 0; i < n; i++) {
+		size_t rec = sizeof(struct pf_rec) + strlen(v[i].name) +
+			     strlen(v[i].hash) + strlen(v[i].home) + 3;
+
+		size += (rec + align - 1) / align * align;
+	}
+	if (size > UINT32_MAX) {
+		snprintf(err, errlen, "too many users (%zu)", n);
+		return -1;
+	}
 	arena = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (arena == MAP_FAILED) {
@@ -91,25 +128,32 @@ pf_pack(struct pf_entry *v, size_t n, char *err, size_t errlen)
 		return -1;
 	}
 	arena_size = size;
-	pf = arena;
-	p = (char *)arena + n * sizeof(*pf);
+	slots = arena;
+	off = nslots * sizeof(*slots);
 	for (size_t i = 0; i < n; i++) {
+		struct pf_rec *r = (struct pf_rec *)(void *)((char *)arena + off);
 		const char *src[3] = { v[i].name, v[i].hash, v[i].home };
-		char *dst[3];
+		char *p = r->data;
+		uint32_t h = pf_hash(v[i].name);
+		size_t k = h & (nslots - 1);
 
-		for (int k = 0; k < 3; k++) {
-			size_t len = strlen(src[k]) + 1;
+		r->uid = v[i].uid;
+		r->gid = v[i].gid;
+		for (int f = 0; f < 3; f++) {
+			size_t len = strlen(src[f]) + 1;
 
-			memcpy(p, src[k], len);
-			dst[k] = p;
+			memcpy(p, src[f], len);
 			p += len;
 		}
-		pf[i] = v[i];
-		pf[i].name = dst[0];
-		pf[i].hash = dst[1];
-		pf[i].home = dst[2];
+		/* At most half full: a free slot is always found. */
+		while (slots[k].off != 0)
+			k = (k + 1) & (nslots - 1);
+		slots[k].tag = h;
+		slots[k].off = (uint32_t)off;
+		off += ((size_t)(p - (char *)r) + align - 1) / align * align;
 	}
-	npf = n;
+	pf_slots = slots;
+	pf_mask = nslots - 1;
 	(void)mprotect(arena, arena_size, PROT_READ);
 	return 0;
 }
@@ -122,8 +166,8 @@ userdb_forget(void)
 		munmap(arena, arena_size);
 	arena = NULL;
 	arena_size = 0;
-	pf = NULL;
-	npf = 0;
+	pf_slots = NULL;
+	pf_mask = 0;
 }
 
 static int
@@ -163,23 +207,35 @@ pf_cmp(const void *a, const void *b)
 	return c != 0 ? c : x->line < y->line ? -1 : x->line > y->line;
 }
 
-static const struct pf_entry *
-pf_find(const char *name)
+/* Look name up; 1 found (e filled with pointers into the arena), 0 not. */
+static int
+pf_find(const char *name, struct pf_entry *e)
 {
-	size_t lo = 0, hi = npf;
+	uint32_t h;
+	size_t k;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(name, pf[mid].name);
+	if (pf_slots == NULL)
+		return 0;
+	h = pf_hash(name);
+	/* The table is at most half full: an empty slot ends every probe. */
+	for (k = h & pf_mask; pf_slots[k].off != 0; k = (k + 1) & pf_mask) {
+		const struct pf_rec *r;
 
-		if (c == 0)
-			return &pf[mid];
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
+		if (pf_slots[k].tag != h)
+			continue;
+		r = (const struct pf_rec *)(const void *)
+		    ((const char *)arena + pf_slots[k].off);
+		if (strcmp(r->data, name) != 0)
+			continue;
+		e->name = (char *)r->data;
+		e->hash = e->name + strlen(e->name) + 1;
+		e->home = e->hash + strlen(e->hash) + 1;
+		e->uid = r->uid;
+		e->gid = r->gid;
+		e->line = 0;
+		return 1;
 	}
-	return NULL;
+	return 0;
 }
 
 static int
@@ -373,11 +429,11 @@ userdb_lookup(const char *name, struct userdb_user *user_r,
 		return 0;
 	memset(user_r, 0, sizeof(*user_r));
 	if (db_cfg != NULL && db_cfg->userdb_driver == USERDB_PASSWD_FILE) {
-		const struct pf_entry *e = pf_find(name);
+		struct pf_entry e;
 
-		if (e == NULL)
+		if (!pf_find(name, &e))
 			return 0;
-		return set_user(user_r, e->name, e->uid, e->gid, e->home);
+		return set_user(user_r, e.name, e.uid, e.gid, e.home);
 	}
 	return system_lookup(name, user_r, error_r);
 }
@@ -442,10 +498,10 @@ userdb_verify_password(const char *name, const char *password,
 	hash[0] = '\0';
 	if (valid_name(name)) {
 		if (db_cfg != NULL && db_cfg->userdb_driver == USERDB_PASSWD_FILE) {
-			const struct pf_entry *e = pf_find(name);
+			struct pf_entry e;
 
-			if (e != NULL) {
-				strlcpy_p(hash, e->hash, sizeof(hash));
+			if (pf_find(name, &e)) {
+				strlcpy_p(hash, e.hash, sizeof(hash));
 				known = 1;
 			}
 		} else {

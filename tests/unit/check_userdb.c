@@ -111,6 +111,99 @@ START_TEST(test_lookup_then_forget)
 }
 END_TEST
 
+/* Many users: every one is found with its own fields, and names that
+ * are not in the file (prefixes, extensions, near misses) are not.  The
+ * look-up table is at most half full, so these names collide in runs of
+ * slots, which a look-up has to walk past. */
+START_TEST(test_many_users)
+{
+	enum { N = 5000 };
+	struct userdb_user u;
+	const char *error = NULL;
+	char line[160], name[32];
+	int fd;
+
+	fd = open(users_path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	for (int i = 0; i < N; i++) {
+		/* Not in order: the file's order must not matter. */
+		int k = (i * 7919) % N;
+
+		snprintf(line, sizeof(line), "user%d:$1$s$h%d:%d:%d:/home/u%d\n",
+			 k, k, 1000 + k, 2000 + k, k);
+		put(fd, line);
+	}
+	ck_assert_int_eq(close(fd), 0);
+	init_ok();
+	for (int k = 0; k < N; k++) {
+		char home[32];
+
+		snprintf(name, sizeof(name), "user%d", k);
+		snprintf(home, sizeof(home), "/home/u%d", k);
+		ck_assert_msg(userdb_lookup(name, &u, &error) == 1,
+			      "%s not found", name);
+		ck_assert_str_eq(u.name, name);
+		ck_assert_str_eq(u.home, home);
+		ck_assert_uint_eq(u.uid, (uid_t)(1000 + k));
+		ck_assert_uint_eq(u.gid, (gid_t)(2000 + k));
+	}
+	for (int k = 0; k < N; k++) {
+		snprintf(name, sizeof(name), "user%dx", k);
+		ck_assert_int_eq(userdb_lookup(name, &u, &error), 0);
+		snprintf(name, sizeof(name), "user%d", N + k);
+		ck_assert_int_eq(userdb_lookup(name, &u, &error), 0);
+		snprintf(name, sizeof(name), "usex%d", k);
+		ck_assert_int_eq(userdb_lookup(name, &u, &error), 0);
+	}
+	ck_assert_int_eq(userdb_lookup("user", &u, &error), 0);
+	ck_assert_int_eq(userdb_lookup("alice", &u, &error), 0);
+}
+END_TEST
+
+/* u31992 and u605430 have the same 32-bit FNV-1a hash, the table's: with
+ * only one of them in the file, the other is still not found; with both,
+ * each is found as itself. */
+START_TEST(test_same_hash)
+{
+	struct userdb_user u;
+	const char *error = NULL;
+	int fd = open(users_path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	put(fd, "u31992:$1$s$a:1:1:/home/a\n");
+	ck_assert_int_eq(close(fd), 0);
+	init_ok();
+	ck_assert_int_eq(userdb_lookup("u31992", &u, &error), 1);
+	ck_assert_int_eq(userdb_lookup("u605430", &u, &error), 0);
+
+	fd = open(users_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	put(fd, "u605430:$1$s$b:2:2:/home/b\n");
+	ck_assert_int_eq(close(fd), 0);
+	init_ok();
+	ck_assert_int_eq(userdb_lookup("u605430", &u, &error), 1);
+	ck_assert_str_eq(u.home, "/home/b");
+	ck_assert_int_eq(userdb_lookup("u31992", &u, &error), 1);
+	ck_assert_str_eq(u.home, "/home/a");
+}
+END_TEST
+
+/* An empty file: nothing is found, and the look-up ends. */
+START_TEST(test_no_users)
+{
+	struct userdb_user u;
+	const char *error = NULL;
+	int fd = open(users_path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	put(fd, "# nobody here\n");
+	ck_assert_int_eq(close(fd), 0);
+	init_ok();
+	ck_assert_int_eq(userdb_lookup("alice", &u, &error), 0);
+	ck_assert_int_eq(userdb_lookup("bob", &u, &error), 0);
+}
+END_TEST
+
 /* ---- no hash left behind --------------------------------------------- */
 
 /* Bytes of RAM: a mapping larger than that cannot be in use as a whole;
@@ -218,6 +311,9 @@ userdb_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_lookup_then_forget);
+	tcase_add_test(tc, test_many_users);
+	tcase_add_test(tc, test_no_users);
+	tcase_add_test(tc, test_same_hash);
 	tcase_add_test(tc, test_forget_leaves_no_hash);
 	suite_add_tcase(s, tc);
 	return s;
