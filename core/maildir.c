@@ -1474,8 +1474,9 @@ open_from_cache(struct maildrop *md, const struct cache *c,
 		m->name = entry_name(sub, ce->name + 4, &base);
 		if (m->name == NULL)
 			goto nomem;
-		/* A complete cache has no shared base names. */
-		make_uidl(base, false, m->uidl);
+		/* A complete cache has no shared base names: the UIDL is
+		 * made from the base name when asked for (maildir_uidl). */
+		(void)base;
 		m->size = ce->size;
 		m->raw_size = ce->raw_size;
 		m->offset = 0;
@@ -1610,8 +1611,18 @@ maildir_open(struct maildrop *md, enum maildrop_error *err_r,
 			continue;
 		m = &md->msgs[md->count];
 		/* A shared base name gets a digest of the whole name, so
-		 * UIDLs stay unique within the maildrop. */
-		make_uidl(e->dup ? e->name : e->base, e->dup, m->uidl);
+		 * UIDLs stay unique within the maildrop; made now, as the
+		 * name may change (flags) during the session.  Any other
+		 * UIDL is made from the base name when asked for. */
+		if (e->dup) {
+			m->uidl = malloc(POP3_UIDL_MAX + 1);
+			if (m->uidl == NULL) {
+				*err_r = MAILDROP_ERR_TEMP;
+				*error_r = "out of memory listing the Maildir";
+				goto cleanup;
+			}
+			make_uidl(e->name, true, m->uidl);
+		}
 		m->size = e->size;
 		m->raw_size = e->raw_size;
 		m->offset = 0;
@@ -1628,8 +1639,10 @@ nomem:
 	*error_r = "out of memory listing the Maildir";
 cleanup:
 	if (ret < 0) {
-		for (i = 0; i < md->count; i++)
+		for (i = 0; i < md->count; i++) {
 			free(md->msgs[i].name);
+			free(md->msgs[i].uidl);
+		}
 		free(md->msgs);
 		md->msgs = NULL;
 		md->count = 0;
@@ -1859,12 +1872,29 @@ maildir_close(struct maildrop *md)
 	md->priv = NULL;
 }
 
+/* The UIDL of a message with a base name of its own: made from that base
+ * name, which stays when another program moves the message to cur/ or
+ * changes its flags. */
+static void
+maildir_uidl(const struct maildrop *md, size_t idx, char *out)
+{
+	char base[NAME_MAX + 1];
+
+	if (name_base(md->msgs[idx].name, base, sizeof(base)) < 0) {
+		/* Not from a listing (names fit NAME_MAX); still unique. */
+		make_uidl(md->msgs[idx].name, true, out);
+		return;
+	}
+	make_uidl(base, false, out);
+}
+
 const struct maildrop_driver maildrop_maildir = {
 	.name = "maildir",
 	.lock_path = maildir_lock_path,
 	.open = maildir_open,
 	.msg_open = maildir_msg_open,
 	.msg_close = maildir_msg_close,
+	.uidl = maildir_uidl,
 	.commit = maildir_commit,
 	.close = maildir_close,
 };

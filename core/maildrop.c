@@ -187,6 +187,15 @@ maildrop_expand(const char *location, const char *user, const char *home,
 	return drv;
 }
 
+const char *
+maildrop_uidl(const struct maildrop *md, size_t idx, char *buf)
+{
+	if (md->msgs[idx].uidl != NULL)
+		return md->msgs[idx].uidl;
+	md->driver->uidl(md, idx, buf);
+	return buf;
+}
+
 /* Free what open filled in md, whatever the driver. */
 static void
 maildrop_free_msgs(struct maildrop *md)
@@ -194,8 +203,10 @@ maildrop_free_msgs(struct maildrop *md)
 	size_t i;
 
 	if (md->msgs != NULL) {
-		for (i = 0; i < md->count; i++)
+		for (i = 0; i < md->count; i++) {
 			free(md->msgs[i].name);
+			free(md->msgs[i].uidl);
+		}
 		free(md->msgs);
 	}
 	md->msgs = NULL;

@@ -15,9 +15,13 @@ struct maildrop_msg {
 	uint64_t size;                  /* CRLF octets, as sent */
 	uint64_t raw_size;              /* bytes stored */
 	off_t offset;                   /* where the message starts in fd */
-	char uidl[POP3_UIDL_MAX + 1];
 	bool deleted;                   /* marked by DELE, cleared by RSET */
 	char *name;                     /* driver's: Maildir "new/NAME" */
+	/* The UIDL when the driver made it at open (malloc'd, freed with
+	 * the list), else NULL: the driver's uidl makes it when asked.  A
+	 * maildrop of 200,000 messages is listed on every login, and most
+	 * sessions never ask for a UIDL. */
+	char *uidl;
 };
 
 enum maildrop_error {
@@ -58,6 +62,10 @@ struct maildrop_driver {
 	int (*msg_open)(struct maildrop *md, size_t idx, int *fd_r,
 			const char **error_r);
 	void (*msg_close)(struct maildrop *md, size_t idx, int fd);
+	/* The UIDL of message idx, when msgs[idx].uidl is NULL, into out
+	 * (POP3_UIDL_MAX + 1 bytes): the same for the message whenever it
+	 * is asked for. */
+	void (*uidl)(const struct maildrop *md, size_t idx, char *out);
 	/* Apply deletions (UPDATE state).  *deleted_r counts the messages
 	 * really removed.  A message that vanished meanwhile is not an
 	 * error.  0 or -1. */
@@ -65,6 +73,10 @@ struct maildrop_driver {
 		      enum maildrop_error *err_r, const char **error_r);
 	void (*close)(struct maildrop *md);
 };
+
+/* The UIDL of message idx: msgs[idx].uidl, or buf (POP3_UIDL_MAX + 1
+ * bytes) filled by the driver. */
+const char *maildrop_uidl(const struct maildrop *md, size_t idx, char *buf);
 
 extern const struct maildrop_driver maildrop_maildir;
 extern const struct maildrop_driver maildrop_mbox;

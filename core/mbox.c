@@ -1647,9 +1647,6 @@ assign_uids(struct maildrop *md, struct mbox *mb, struct index_uids *cache,
 			cache->uids = NULL;
 			memcpy(mb->epoch, cache->epoch, sizeof(mb->epoch));
 			mb->next_uid = cache->next;
-			for (i = 0; i < md->count; i++)
-				format_uidl(md->msgs[i].uidl, mb->epoch,
-					    mb->uids[i]);
 			mb->ustamp = now;
 			mb->ustamp_ok = true;
 			*cached_r = true;
@@ -1715,7 +1712,6 @@ assign_uids(struct maildrop *md, struct mbox *mb, struct index_uids *cache,
 			mb->uids[i] = u.next++;
 			changed = true;
 		}
-		format_uidl(md->msgs[i].uidl, mb->epoch, mb->uids[i]);
 	}
 	if (matched != u.count || !in_order)
 		changed = true;
@@ -2532,12 +2528,22 @@ mbox_close(struct maildrop *md)
 	md->priv = NULL;
 }
 
+/* "EPOCH.N": the epoch of the state and the message's number in it. */
+static void
+mbox_uidl(const struct maildrop *md, size_t idx, char *out)
+{
+	const struct mbox *mb = md->priv;
+
+	format_uidl(out, mb->epoch, mb->uids[idx]);
+}
+
 const struct maildrop_driver maildrop_mbox = {
 	.name = "mbox",
 	.lock_path = mbox_lock_path,
 	.open = mbox_open,
 	.msg_open = mbox_msg_open,
 	.msg_close = mbox_msg_close,
+	.uidl = mbox_uidl,
 	.commit = mbox_commit,
 	.close = mbox_close,
 };

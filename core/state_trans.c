@@ -96,14 +96,20 @@ cmd_uidl(struct poplar_session *s, unsigned int argc, char **argv)
 	if (argc == 1) {
 		if ((m = get_msg(s, argv[0], &idx)) == NULL)
 			return CMD_ERR;
-		session_reply(s, "%zu %s", idx + 1, m->uidl);
+		char buf[POP3_UIDL_MAX + 1];
+
+		session_reply(s, "%zu %s", idx + 1,
+			      maildrop_uidl(s->md, idx, buf));
 		return CMD_OK;
 	}
 	pio_printf(s->io, "+OK unique-id listing follows\r\n");
-	for (size_t i = 0; i < s->md->count; i++)
+	for (size_t i = 0; i < s->md->count; i++) {
+		char buf[POP3_UIDL_MAX + 1];
+
 		if (!s->md->msgs[i].deleted)
 			pio_printf(s->io, "%zu %s\r\n", i + 1,
-				   s->md->msgs[i].uidl);
+				   maildrop_uidl(s->md, i, buf));
+	}
 	pio_write(s->io, ".\r\n", 3);
 	return CMD_QUIET;
 }

@@ -21,6 +21,17 @@
 #include "maildrop.h"
 #include "testdir.h"
 
+/* The UIDL of message i of md, in one of four buffers: an assertion may
+ * compare two. */
+static const char *
+UIDL(const struct maildrop *md, size_t i)
+{
+	static char buf[4][POP3_UIDL_MAX + 1];
+	static unsigned int next;
+
+	return maildrop_uidl(md, i, buf[next++ % 4]);
+}
+
 /* Well under PATH_MAX, so that paths built from it always fit. */
 static char mdpath[1100];
 
@@ -379,8 +390,8 @@ START_TEST(test_order)
 	ck_assert_str_eq(md->msgs[1].name, "cur/1000.M0.host:2,");
 	ck_assert_str_eq(md->msgs[2].name, "new/1000.M1.host");
 	ck_assert_str_eq(md->msgs[3].name, "cur/1500.M3.host:2,S");
-	ck_assert_str_eq(md->msgs[1].uidl, "1000.M0.host");
-	ck_assert_str_eq(md->msgs[3].uidl, "1500.M3.host");
+	ck_assert_str_eq(UIDL(md, 1), "1000.M0.host");
+	ck_assert_str_eq(UIDL(md, 3), "1500.M3.host");
 	ck_assert_uint_eq(md->total_size, 12);
 	ck_assert(!md->msgs[0].deleted);
 	ck_assert_int_eq(md->msgs[0].offset, 0);
@@ -502,12 +513,12 @@ START_TEST(test_same_base_name)
 	md = md_open();
 	ck_assert_uint_eq(md->count, 3);
 	ck_assert_str_eq(md->msgs[0].name, "cur/2000.X.host:2,S");
-	ck_assert_str_eq(md->msgs[0].uidl, "2000.X.host");
+	ck_assert_str_eq(UIDL(md, 0), "2000.X.host");
 	ck_assert_str_eq(md->msgs[1].name, "new/2000.X.host");
-	ck_assert_str_ne(md->msgs[1].uidl, md->msgs[0].uidl);
-	ck_assert_int_eq(md->msgs[1].uidl[0], 'H');
+	ck_assert_str_ne(UIDL(md, 1), UIDL(md, 0));
+	ck_assert_int_eq(UIDL(md, 1)[0], 'H');
 	ck_assert_str_eq(md->msgs[2].name, "cur/3000.Y.host:2,S");
-	ck_assert_str_eq(md->msgs[2].uidl, "3000.Y.host");
+	ck_assert_str_eq(UIDL(md, 2), "3000.Y.host");
 	maildrop_close(&md);
 }
 END_TEST
@@ -535,20 +546,20 @@ START_TEST(test_uidl)
 		md = md_open();
 		ck_assert_uint_eq(md->count, 4);
 		i = find_msg(md, "new/1.short");
-		ck_assert_str_eq(md->msgs[i].uidl, "1.short");
+		ck_assert_str_eq(UIDL(md, i), "1.short");
 		i = find_msg(md, "new/" NAME70);
-		ck_assert_str_eq(md->msgs[i].uidl, NAME70);
+		ck_assert_str_eq(UIDL(md, i), NAME70);
 		i = find_msg(md, "new/" NAME71);
-		ck_assert_str_eq(md->msgs[i].uidl, NAME71_UIDL);
+		ck_assert_str_eq(UIDL(md, i), NAME71_UIDL);
 		i = find_msg(md, "cur/17.a\001b:2,S");
-		ck_assert_str_eq(md->msgs[i].uidl,
+		ck_assert_str_eq(UIDL(md, i),
 				 "Hd7b92bca48bfb977a140f1653d08a9ea43fb18e0");
 		/* Stable across opens (the second one uses the cache). */
 		for (i = 0; i < 4; i++) {
 			if (round == 0)
-				strcpy(uidls[i], md->msgs[i].uidl);
+				strcpy(uidls[i], UIDL(md, i));
 			else
-				ck_assert_str_eq(uidls[i], md->msgs[i].uidl);
+				ck_assert_str_eq(uidls[i], UIDL(md, i));
 		}
 		maildrop_close(&md);
 	}
@@ -562,7 +573,7 @@ START_TEST(test_uidl)
 	}
 	md = md_open();
 	i = find_msg(md, "cur/17.a\001b:2,RS");
-	ck_assert_str_eq(md->msgs[i].uidl,
+	ck_assert_str_eq(UIDL(md, i),
 			 "Hd7b92bca48bfb977a140f1653d08a9ea43fb18e0");
 	maildrop_close(&md);
 }
@@ -1121,7 +1132,9 @@ START_TEST(test_msg_open)
 	ck_assert_str_eq(buf, "first\n");
 	md->driver->msg_close(md, 0, fd);
 
-	/* Moved to cur/ by another program: still found. */
+	/* Moved to cur/ by another program: still found, and its UIDL
+	 * (made when asked for, from the name) is the same as before. */
+	ck_assert_str_eq(UIDL(md, 1), "2.b");
 	md_path(p, sizeof(p), "new/2.b");
 	md_path(q, sizeof(q), "cur/2.b:2,S");
 	ck_assert_int_eq(rename(p, q), 0);
@@ -1130,6 +1143,7 @@ START_TEST(test_msg_open)
 	ck_assert_str_eq(buf, "second\n");
 	md->driver->msg_close(md, 1, fd);
 	ck_assert_str_eq(md->msgs[1].name, "cur/2.b:2,S");
+	ck_assert_str_eq(UIDL(md, 1), "2.b");
 
 	/* Changed size: refused, the announced size would be wrong. */
 	puts_md("new/3.c", "third, longer\n");
@@ -1181,7 +1195,7 @@ START_TEST(test_commit)
 
 	md = md_open();
 	ck_assert_uint_eq(md->count, 1);
-	ck_assert_str_eq(md->msgs[0].uidl, "2.b");
+	ck_assert_str_eq(UIDL(md, 0), "2.b");
 	/* Nothing marked: nothing happens. */
 	ck_assert_int_eq(md->driver->commit(md, &deleted, &err, &error), 0);
 	ck_assert_uint_eq(deleted, 0);

@@ -24,6 +24,17 @@
 #include "maildrop.h"
 #include "testdir.h"
 
+/* The UIDL of message i of md, in one of four buffers: an assertion may
+ * compare two. */
+static const char *
+UIDL(const struct maildrop *md, size_t i)
+{
+	static char buf[4][POP3_UIDL_MAX + 1];
+	static unsigned int next;
+
+	return maildrop_uidl(md, i, buf[next++ % 4]);
+}
+
 static char mboxpath[1100], uidlpath[1200], indexpath[1200],
 	journalpath[1200], faultpath[1200];
 
@@ -184,9 +195,9 @@ START_TEST(test_basic)
 	ck_assert_uint_eq(md->total_size, md->msgs[0].size + md->msgs[1].size +
 			  md->msgs[2].size);
 	/* X-UIDL is not trusted. */
-	ck_assert_str_ne(md->msgs[1].uidl, "forged");
-	ck_assert_str_ne(md->msgs[0].uidl, md->msgs[1].uidl);
-	ck_assert_str_ne(md->msgs[1].uidl, md->msgs[2].uidl);
+	ck_assert_str_ne(UIDL(md, 1), "forged");
+	ck_assert_str_ne(UIDL(md, 0), UIDL(md, 1));
+	ck_assert_str_ne(UIDL(md, 1), UIDL(md, 2));
 	maildrop_close(&md);
 }
 END_TEST
@@ -279,7 +290,7 @@ uidls(struct maildrop *md, char out[][POP3_UIDL_MAX + 1], size_t max)
 	size_t i;
 
 	for (i = 0; i < md->count && i < max; i++)
-		strcpy(out[i], md->msgs[i].uidl);
+		strcpy(out[i], UIDL(md, i));
 	return i;
 }
 
@@ -340,9 +351,9 @@ START_TEST(test_uidl_persistence)
 	maildrop_close(&md);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 3);
-	ck_assert_str_eq(md->msgs[0].uidl, a[0]);
-	ck_assert_str_eq(md->msgs[1].uidl, a[2]);
-	ck_assert_str_eq(md->msgs[2].uidl, a[4]);
+	ck_assert_str_eq(UIDL(md, 0), a[0]);
+	ck_assert_str_eq(UIDL(md, 1), a[2]);
+	ck_assert_str_eq(UIDL(md, 2), a[4]);
 	maildrop_close(&md);
 	/* A message delivered again with the very same bytes as a deleted
 	 * one gets a new UIDL: numbers are never reused. */
@@ -357,7 +368,7 @@ START_TEST(test_uidl_persistence)
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 4);
 	for (j = 0; j < 5; j++)
-		ck_assert_str_ne(md->msgs[3].uidl, a[j]);
+		ck_assert_str_ne(UIDL(md, 3), a[j]);
 	uidls(md, b, 8);
 	maildrop_close(&md);
 	/* The state file lost: rebuilt, logged, and no old UIDL comes
@@ -367,7 +378,7 @@ START_TEST(test_uidl_persistence)
 	ck_assert_ptr_nonnull(strstr(test_log_text(), "is missing: rebuilt"));
 	for (i = 0; i < md->count; i++)
 		for (j = 0; j < 4; j++)
-			ck_assert_str_ne(md->msgs[i].uidl, b[j]);
+			ck_assert_str_ne(UIDL(md, i), b[j]);
 	uidls(md, a, 8);
 	maildrop_close(&md);
 	/* Damaged: kept aside, rebuilt, logged. */
@@ -381,7 +392,7 @@ START_TEST(test_uidl_persistence)
 		md = open_ok();
 		ck_assert_ptr_nonnull(strstr(test_log_text(), "is damaged"));
 		for (i = 0; i < md->count; i++)
-			ck_assert_str_ne(md->msgs[i].uidl, a[i]);
+			ck_assert_str_ne(UIDL(md, i), a[i]);
 		maildrop_close(&md);
 		snprintf(bad, sizeof(bad), "%s.bad", uidlpath);
 		ck_assert_int_eq(access(bad, F_OK), 0);
@@ -481,9 +492,9 @@ START_TEST(test_uidl_changed_middle)
 			      error ? error : "?");
 		ck_assert_uint_eq(md->count, 5);
 		for (i = 0; i < 5; i++)
-			ck_assert_msg(strcmp(md->msgs[i].uidl, b[i]) == 0,
+			ck_assert_msg(strcmp(UIDL(md, i), b[i]) == 0,
 				      "round %zu, message %zu: %s, want %s",
-				      round, i, md->msgs[i].uidl, b[i]);
+				      round, i, UIDL(md, i), b[i]);
 		maildrop_close(&md);
 	}
 	ck_assert_ptr_null(strstr(test_log_text(), "damaged"));
@@ -510,7 +521,7 @@ START_TEST(test_uidl_changed_middle)
 		md = open_ok();
 		ck_assert_ptr_nonnull(strstr(test_log_text(), "damaged"));
 		for (i = 0; i < 5; i++)
-			ck_assert_str_ne(md->msgs[i].uidl, b[i]);
+			ck_assert_str_ne(UIDL(md, i), b[i]);
 		maildrop_close(&md);
 	}
 }
@@ -546,7 +557,7 @@ START_TEST(test_uidl_old_version)
 	ck_assert_int_eq(access(bad, F_OK), 0);
 	md = open_ok();
 	for (i = 0; i < 3; i++)
-		ck_assert_str_eq(md->msgs[i].uidl, b[i]);
+		ck_assert_str_eq(UIDL(md, i), b[i]);
 	maildrop_close(&md);
 }
 END_TEST
@@ -579,11 +590,11 @@ START_TEST(test_state_of_emptied_mbox)
 	test_append_file(mboxpath, msg, sizeof(msg) - 1);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 1);
-	strcpy(first, md->msgs[0].uidl);
+	strcpy(first, UIDL(md, 0));
 	maildrop_close(&md);
 	unlink(indexpath);
 	md = open_ok();
-	ck_assert_str_eq(md->msgs[0].uidl, first);
+	ck_assert_str_eq(UIDL(md, 0), first);
 	maildrop_close(&md);
 	ck_assert_ptr_null(strstr(test_log_text(), "damaged"));
 }
@@ -600,7 +611,7 @@ START_TEST(test_append_during_session)
 	make_mbox(4, 3);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 4);
-	strcpy(first, md->msgs[0].uidl);
+	strcpy(first, UIDL(md, 0));
 	test_append_file(mboxpath, newmsg, sizeof(newmsg) - 1);
 	ck_assert_uint_eq(md->count, 4);
 	md->msgs[0].deleted = true;
@@ -610,7 +621,7 @@ START_TEST(test_append_during_session)
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 3);
 	CHECK_MSG(md, 2, "Subject: new\n\nnew body\n");
-	ck_assert_str_ne(md->msgs[2].uidl, first);
+	ck_assert_str_ne(UIDL(md, 2), first);
 	maildrop_close(&md);
 	ck_assert_int_eq(access(journalpath, F_OK), -1);
 }
@@ -688,7 +699,7 @@ START_TEST(test_index)
 	ck_assert_uint_eq(md->count, n + 1);
 	for (i = 0; i < n; i++) {
 		ck_assert_uint_eq(md->msgs[i].size, sizes[i]);
-		ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+		ck_assert_str_eq(UIDL(md, i), a[i]);
 	}
 	CHECK_MSG(md, n, "new\n");
 	maildrop_close(&md);
@@ -699,7 +710,7 @@ START_TEST(test_index)
 	free(s);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, n + 1);
-	ck_assert_str_eq(md->msgs[0].uidl, a[0]);
+	ck_assert_str_eq(UIDL(md, 0), a[0]);
 	ck_assert_uint_eq(md->msgs[n - 1].size, sizes[n - 1]);
 	maildrop_close(&md);
 	/* Disabled: not read nor written. */
@@ -1116,7 +1127,7 @@ START_TEST(test_index_damage)
 		ck_assert_uint_eq(md->count, n);
 		for (i = 0; i < n; i++) {
 			ck_assert_uint_eq(md->msgs[i].size, sizes[i]);
-			ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+			ck_assert_str_eq(UIDL(md, i), a[i]);
 		}
 		maildrop_close(&md);
 	}
@@ -1124,7 +1135,7 @@ START_TEST(test_index_damage)
 	test_write_file(indexpath, good, len / 2);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, n);
-	ck_assert_str_eq(md->msgs[n - 1].uidl, a[n - 1]);
+	ck_assert_str_eq(UIDL(md, n - 1), a[n - 1]);
 	maildrop_close(&md);
 	test_write_file(indexpath, "", 0);
 	md = open_ok();
@@ -1164,8 +1175,8 @@ START_TEST(test_index_same_stamp)
 	ck_assert_int_eq(utimensat(AT_FDCWD, mboxpath, ts, 0), 0);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, 2);
-	ck_assert_str_ne(md->msgs[0].uidl, a[0]);
-	ck_assert_str_ne(md->msgs[1].uidl, a[1]);
+	ck_assert_str_ne(UIDL(md, 0), a[0]);
+	ck_assert_str_ne(UIDL(md, 1), a[1]);
 	maildrop_close(&md);
 }
 END_TEST
@@ -1201,20 +1212,20 @@ START_TEST(test_index_uidl_numbers)
 	test_write_file(uidlpath, state, len);
 	md = open_ok();
 	for (i = 0; i < n; i++)
-		ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+		ck_assert_str_eq(UIDL(md, i), a[i]);
 	maildrop_close(&md);
 	md = open_ok();
 	for (i = 0; i < n; i++)
-		ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+		ck_assert_str_eq(UIDL(md, i), a[i]);
 	/* After a deletion, the index and the state agree again. */
 	md->msgs[1].deleted = true;
 	ck_assert_uint_eq(commit_ok(md), 1);
 	maildrop_close(&md);
 	md = open_ok();
 	ck_assert_uint_eq(md->count, n - 1);
-	ck_assert_str_eq(md->msgs[0].uidl, a[0]);
+	ck_assert_str_eq(UIDL(md, 0), a[0]);
 	for (i = 1; i < n - 1; i++)
-		ck_assert_str_eq(md->msgs[i].uidl, a[i + 1]);
+		ck_assert_str_eq(UIDL(md, i), a[i + 1]);
 	maildrop_close(&md);
 	free(state);
 }
@@ -1255,9 +1266,9 @@ START_TEST(test_index_large_change)
 	ck_assert_uint_eq(md->count, n + 1);
 	for (i = 0; i < n; i++) {
 		if (i == target)
-			ck_assert_str_ne(md->msgs[i].uidl, a[i]);
+			ck_assert_str_ne(UIDL(md, i), a[i]);
 		else
-			ck_assert_str_eq(md->msgs[i].uidl, a[i]);
+			ck_assert_str_eq(UIDL(md, i), a[i]);
 	}
 	/* The same change during a session. */
 	s = test_read_file(mboxpath, &len);
@@ -1300,7 +1311,7 @@ expect_load(struct expect *e)
 	for (i = 0; i < md->count; i++) {
 		e->body[i] = msg_bytes(md, i);
 		e->len[i] = md->msgs[i].raw_size;
-		strcpy(e->uidl[i], md->msgs[i].uidl);
+		strcpy(e->uidl[i], UIDL(md, i));
 	}
 	maildrop_close(&md);
 }
@@ -1384,7 +1395,7 @@ check_after_fault(const struct expect *e)
 		ck_assert_uint_eq(md->msgs[k].raw_size, e->len[i]);
 		ck_assert_msg(memcmp(b, e->body[i], e->len[i]) == 0,
 			      "message %zu differs", i);
-		ck_assert_str_eq(md->msgs[k].uidl, e->uidl[i]);
+		ck_assert_str_eq(UIDL(md, k), e->uidl[i]);
 		free(b);
 		k++;
 	}
