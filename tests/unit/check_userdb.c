@@ -111,6 +111,18 @@ START_TEST(test_lookup_then_forget)
 }
 END_TEST
 
+/* Replace the users file with text and load it. */
+static void
+load_users(const char *text)
+{
+	int fd = open(users_path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	put(fd, text);
+	ck_assert_int_eq(close(fd), 0);
+	init_ok();
+}
+
 /* Many users: every one is found with its own fields, and names that
  * are not in the file (prefixes, extensions, near misses) are not.  The
  * look-up table is at most half full, so these names collide in runs of
@@ -167,20 +179,13 @@ START_TEST(test_same_hash)
 {
 	struct userdb_user u;
 	const char *error = NULL;
-	int fd = open(users_path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 
-	ck_assert_int_ge(fd, 0);
-	put(fd, "u31992:$1$s$a:1:1:/home/a\n");
-	ck_assert_int_eq(close(fd), 0);
-	init_ok();
+	load_users("u31992:$1$s$a:1:1:/home/a\n");
 	ck_assert_int_eq(userdb_lookup("u31992", &u, &error), 1);
 	ck_assert_int_eq(userdb_lookup("u605430", &u, &error), 0);
 
-	fd = open(users_path, O_WRONLY | O_APPEND | O_CLOEXEC);
-	ck_assert_int_ge(fd, 0);
-	put(fd, "u605430:$1$s$b:2:2:/home/b\n");
-	ck_assert_int_eq(close(fd), 0);
-	init_ok();
+	load_users("u31992:$1$s$a:1:1:/home/a\n"
+		   "u605430:$1$s$b:2:2:/home/b\n");
 	ck_assert_int_eq(userdb_lookup("u605430", &u, &error), 1);
 	ck_assert_str_eq(u.home, "/home/b");
 	ck_assert_int_eq(userdb_lookup("u31992", &u, &error), 1);
@@ -193,12 +198,8 @@ START_TEST(test_no_users)
 {
 	struct userdb_user u;
 	const char *error = NULL;
-	int fd = open(users_path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 
-	ck_assert_int_ge(fd, 0);
-	put(fd, "# nobody here\n");
-	ck_assert_int_eq(close(fd), 0);
-	init_ok();
+	load_users("# nobody here\n");
 	ck_assert_int_eq(userdb_lookup("alice", &u, &error), 0);
 	ck_assert_int_eq(userdb_lookup("bob", &u, &error), 0);
 }
