@@ -3,6 +3,7 @@ configuration), -V, --list-modules, and how configuration and module
 errors are reported ("file:line: message", exit status 1).
 """
 
+import grp
 import os
 import shutil
 import subprocess
@@ -374,6 +375,56 @@ class PassBackendTests(unittest.TestCase):
                 self.assertEqual(code, 1, (out, err))
                 self.assertIn("not loaded: " + what, err)
                 os.chmod(target, 0o755)
+        finally:
+            server.cleanup()
+
+    def test_module_group_or_owner_not_trusted(self):
+        # Group write is allowed only through the owner's private group
+        # (root's own group); a shared group (nogroup) or another owner
+        # is refused, the file and the reason named.
+        try:
+            shared_gid = grp.getgrnam("nogroup").gr_gid
+        except KeyError:
+            self.skipTest("no group nogroup")
+        euid = os.geteuid()
+        server = PoplarServer()
+        try:
+            mdir = os.path.join(server.tmp, "modules")
+            os.mkdir(mdir)
+            os.chmod(mdir, 0o755)
+            so = os.path.join(mdir, "pass.so")
+            shutil.copy(os.path.join(poplartest.module_build_dir(),
+                                     "pass.so"), so)
+            os.chmod(so, 0o755)
+            server.server_opts["module_dir"] = mdir
+            server.add_user("alice", "secret")
+            path = server.write_config()
+
+            def refused(what):
+                code, out, err = run_poplard("-t", "-c", path)
+                self.assertEqual(code, 1, (out, err))
+                self.assertIn("%s: not loaded: %s" % (so, what), err)
+
+            os.chown(so, euid, shared_gid)
+            os.chmod(so, 0o775)
+            refused("it is writable by group %d (mode 0775)" % shared_gid)
+            os.chmod(so, 0o755)
+            code, out, err = run_poplard("-t", "-c", path)
+            self.assertEqual(code, 0, (out, err))
+            if euid == 0:
+                # Root's private group may write; another owner may not.
+                os.chown(so, 0, 0)
+                os.chmod(so, 0o775)
+                code, out, err = run_poplard("-t", "-c", path)
+                self.assertEqual(code, 0, (out, err))
+                os.chmod(so, 0o755)
+                os.chown(so, 65534, 0)
+                refused("it belongs to uid 65534, not to root or to "
+                        "poplard's user (uid 0)")
+                os.chown(mdir, 65534, 0)
+                os.chown(so, 0, 0)
+                refused("its directory %s belongs to uid 65534, not to "
+                        "root or to poplard's user (uid 0)" % mdir)
         finally:
             server.cleanup()
 
