@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +108,9 @@ main(int argc, char **argv)
 	int foreground = 0, check = 0, list = 0, policy = 0, kcheck = 0, c, rc;
 	size_t nchecked;
 	struct config *cfg;
-	char err[2048];
+	/* A message may name the configuration file, a module and its
+	 * directory, each up to PATH_MAX. */
+	char err[3 * PATH_MAX + 1024];
 
 	while ((c = getopt_long(argc, argv, "c:Fti:Vh", longopts, NULL)) != -1) {
 		switch (c) {

@@ -30,7 +30,8 @@ struct pass_mod {
 extern const struct poplar_module poplar_module;
 
 /* Text of the last init error (init runs once, in the master). */
-static char init_error[1024];
+/* Room for a trust_check_file message, which names two paths. */
+static char init_error[2 * 4096 + 256];
 
 struct pass_sess {
 	bool have_user;
@@ -94,7 +95,7 @@ backend_load(struct pass_mod *m, const char *name, const char **error_r)
 	be = dlsym(m->be_handle, PASS_BACKEND_SYMBOL);
 	if (be == NULL || be->abi != PASS_BACKEND_ABI ||
 	    strcmp(be->name, name) != 0) {
-		snprintf(init_error, sizeof(init_error), "%.900s: not a pass backend "
+		snprintf(init_error, sizeof(init_error), "%s: not a pass backend "
 			 "of this version", path);
 		*error_r = init_error;
 		return -1;

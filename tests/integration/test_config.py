@@ -378,6 +378,46 @@ class PassBackendTests(unittest.TestCase):
         finally:
             server.cleanup()
 
+    def test_untrusted_module_with_a_long_path_is_named_whole(self):
+        # A module directory path of 1,200 characters: the refusal names
+        # the module and its directory in full (errors were cut at 1
+        # and 2 KiB), for pass.so and for a pass backend.
+        server = PoplarServer()
+        try:
+            mdir = server.tmp
+            for _ in range(6):
+                mdir = os.path.join(mdir, "d" * 200)
+            os.makedirs(mdir)
+            os.chmod(mdir, 0o755)
+            for name in ("pass.so", "pass-krb5.so"):
+                src = os.path.join(poplartest.module_build_dir(), name)
+                if os.path.exists(src):
+                    shutil.copy(src, os.path.join(mdir, name))
+                    os.chmod(os.path.join(mdir, name), 0o755)
+            server.server_opts["module_dir"] = mdir
+            server.add_user("alice", "secret")
+            path = server.write_config()
+            so = os.path.join(mdir, "pass.so")
+            os.chmod(mdir, 0o777)
+            code, out, err = run_poplard("-t", "-c", path)
+            self.assertEqual(code, 1, (out, err))
+            self.assertIn("%s: not loaded: its directory %s is writable "
+                          "by everyone (mode 0777)" % (so, mdir), err)
+            os.chmod(mdir, 0o755)
+            be = os.path.join(mdir, "pass-krb5.so")
+            if not os.path.exists(be):
+                return
+            with open(path, "w") as f:
+                f.write(server.config_text().replace("backend = userdb",
+                                                     "backend = krb5"))
+            os.chmod(be, 0o777)
+            code, out, err = run_poplard("-t", "-c", path)
+            self.assertEqual(code, 1, (out, err))
+            self.assertIn("%s: not loaded: it is writable by everyone "
+                          "(mode 0777)" % be, err)
+        finally:
+            server.cleanup()
+
     def test_module_group_or_owner_not_trusted(self):
         # Group write is allowed only through the owner's private group
         # (root's own group); a shared group (nogroup) or another owner
