@@ -292,6 +292,22 @@ class UserFileTests(unittest.TestCase):
                 c.quit()
 
 
+def modules_in(server, mdir, names=("pass.so",)):
+    """Make mdir (mode 0755) with copies (0755) of the built modules
+    names that exist, point server's module_dir at it, give it a user and
+    write its configuration; returns the configuration's path."""
+    os.makedirs(mdir)
+    os.chmod(mdir, 0o755)
+    for name in names:
+        src = os.path.join(poplartest.module_build_dir(), name)
+        if os.path.exists(src):
+            shutil.copy(src, os.path.join(mdir, name))
+            os.chmod(os.path.join(mdir, name), 0o755)
+    server.server_opts["module_dir"] = mdir
+    server.add_user("alice", "secret")
+    return server.write_config()
+
+
 @unittest.skipUnless(poplartest.module_build_dir() and os.path.exists(
     os.path.join(poplartest.module_build_dir() or "", "pass.so")),
     "the modules are not built (POPLAR_MODULE_BUILD_DIR)")
@@ -349,15 +365,8 @@ class PassBackendTests(unittest.TestCase):
         server = PoplarServer()
         try:
             mdir = os.path.join(server.tmp, "modules")
-            os.mkdir(mdir)
-            os.chmod(mdir, 0o755)
+            path = modules_in(server, mdir)
             so = os.path.join(mdir, "pass.so")
-            shutil.copy(os.path.join(poplartest.module_build_dir(),
-                                     "pass.so"), so)
-            os.chmod(so, 0o755)
-            server.server_opts["module_dir"] = mdir
-            server.add_user("alice", "secret")
-            path = server.write_config()
             code, out, err = run_poplard("-t", "-c", path)
             self.assertEqual(code, 0, (out, err))
             for target, mode, what in ((so, 0o666, "it is writable by "
@@ -387,16 +396,7 @@ class PassBackendTests(unittest.TestCase):
             mdir = server.tmp
             for _ in range(6):
                 mdir = os.path.join(mdir, "d" * 200)
-            os.makedirs(mdir)
-            os.chmod(mdir, 0o755)
-            for name in ("pass.so", "pass-krb5.so"):
-                src = os.path.join(poplartest.module_build_dir(), name)
-                if os.path.exists(src):
-                    shutil.copy(src, os.path.join(mdir, name))
-                    os.chmod(os.path.join(mdir, name), 0o755)
-            server.server_opts["module_dir"] = mdir
-            server.add_user("alice", "secret")
-            path = server.write_config()
+            path = modules_in(server, mdir, ("pass.so", "pass-krb5.so"))
             so = os.path.join(mdir, "pass.so")
             os.chmod(mdir, 0o777)
             code, out, err = run_poplard("-t", "-c", path)
@@ -430,15 +430,8 @@ class PassBackendTests(unittest.TestCase):
         server = PoplarServer()
         try:
             mdir = os.path.join(server.tmp, "modules")
-            os.mkdir(mdir)
-            os.chmod(mdir, 0o755)
+            path = modules_in(server, mdir)
             so = os.path.join(mdir, "pass.so")
-            shutil.copy(os.path.join(poplartest.module_build_dir(),
-                                     "pass.so"), so)
-            os.chmod(so, 0o755)
-            server.server_opts["module_dir"] = mdir
-            server.add_user("alice", "secret")
-            path = server.write_config()
 
             def refused(what):
                 code, out, err = run_poplard("-t", "-c", path)
