@@ -1638,16 +1638,7 @@ nomem:
 	*err_r = MAILDROP_ERR_TEMP;
 	*error_r = "out of memory listing the Maildir";
 cleanup:
-	if (ret < 0) {
-		for (i = 0; i < md->count; i++) {
-			free(md->msgs[i].name);
-			free(md->msgs[i].uidl);
-		}
-		free(md->msgs);
-		md->msgs = NULL;
-		md->count = 0;
-		md->total_size = 0;
-	}
+	/* On failure, maildrop_open frees what is in md->msgs. */
 	for (i = 0; i < 2; i++)
 		if (dfd[i] >= 0)
 			close(dfd[i]);
